@@ -1,0 +1,173 @@
+"""Typed settings read once from ``app.config`` (``WXMP_*``) or keyword overrides, validated early."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+RefresherMode = Literal["thread", "external", "off"]
+
+_AES_KEY_RE = re.compile(r"^[A-Za-z0-9]{43}$")
+_PATH_RE = re.compile(r"^/[^?#\s]*$")
+
+#: Every key with its default; ``init_app`` writes them into ``app.config`` with ``setdefault`` so
+#: the effective configuration is visible there. ``WXMP_REFRESHER`` and ``WXMP_SANDBOX`` default to
+#: None, meaning "decide from whether a secret is configured".
+DEFAULTS: dict[str, Any] = {
+    "WXMP_APPID": None,
+    "WXMP_SECRET": None,
+    "WXMP_TOKEN": None,
+    "WXMP_AES_KEY": None,
+    "WXMP_API_BASE": "https://api.weixin.qq.com",
+    "WXMP_CACHE": None,
+    "WXMP_CALLBACK_PATH": "/wechat",
+    "WXMP_STABLE_TOKEN": True,
+    "WXMP_REFRESHER": None,
+    "WXMP_REFRESH_MARGIN": 0.1,
+    "WXMP_TIMEOUT": 5.0,
+    "WXMP_EXTERNAL_WAIT": 5.0,
+    "WXMP_TIMESTAMP_WINDOW": 300,
+    "WXMP_MAX_BODY": 1 << 20,
+    "WXMP_DEDUP": True,
+    "WXMP_DEDUP_TTL": 300,
+    "WXMP_SANDBOX": None,
+    "WXMP_STATUS": False,
+    "WXMP_STATUS_CHECK": None,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one app. Secrets are excluded from ``repr``."""
+
+    appid: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    aes_key: str | None = field(default=None, repr=False)
+    api_base: str = "https://api.weixin.qq.com"
+    cache: Any = None
+    callback_path: str = "/wechat"
+    stable_token: bool = True
+    refresher: RefresherMode = "off"
+    refresh_margin: float = 0.1
+    timeout: float = 5.0
+    external_wait: float = 5.0
+    timestamp_window: int = 300
+    max_body: int = 1 << 20
+    dedup: bool = True
+    dedup_ttl: int = 300
+    sandbox: bool = False
+    status: bool = False
+    status_check: Callable[[], bool] | None = field(default=None, repr=False)
+
+    @property
+    def can_fetch(self) -> bool:
+        """True when this process may fetch tokens itself (it has the secret, not external)."""
+        return bool(self.appid and self.secret) and self.refresher != "external"
+
+    @classmethod
+    def from_mapping(
+        cls, config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Validate ``WXMP_*`` keys of ``config`` (``overrides`` win, by key or lowercase name)."""
+        values = {**DEFAULTS, **{k: config[k] for k in DEFAULTS if k in config}}
+        for name, value in (overrides or {}).items():
+            key = name if name.startswith("WXMP_") else "WXMP_" + name.upper()
+            if key not in DEFAULTS:
+                raise ConfigError(key, "unknown setting")
+            values[key] = value
+        return cls(**_validate(values))
+
+    def store_defaults(self, config: MutableMapping[str, Any]) -> None:
+        """Make the effective values visible in ``app.config`` without overwriting user keys."""
+        for f in fields(self):
+            config.setdefault("WXMP_" + f.name.upper(), getattr(self, f.name))
+
+
+def _opt_str(values: Mapping[str, Any], key: str) -> str | None:
+    value = values[key]
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string, not {type(value).__name__}")
+    return value
+
+
+def _number(values: Mapping[str, Any], key: str, low: float, high: float) -> float:
+    value = values[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, f"must be a number, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ConfigError(key, f"must be between {low} and {high}")
+    return value
+
+
+def _validate(values: Mapping[str, Any]) -> dict[str, Any]:
+    appid = _opt_str(values, "WXMP_APPID")
+    secret = _opt_str(values, "WXMP_SECRET")
+    token = _opt_str(values, "WXMP_TOKEN")
+    aes_key = _opt_str(values, "WXMP_AES_KEY")
+    if token is not None and not re.fullmatch(r"[A-Za-z0-9]{3,32}", token):
+        raise ConfigError("WXMP_TOKEN", "must be 3 to 32 letters or digits (as WeChat requires)")
+    if aes_key is not None:
+        if not _AES_KEY_RE.match(aes_key):
+            raise ConfigError(
+                "WXMP_AES_KEY", f"must be 43 letters or digits, got {len(aes_key)} characters"
+            )
+        if appid is None:
+            raise ConfigError("WXMP_APPID", "is required when WXMP_AES_KEY is set")
+    if secret is not None and appid is None:
+        raise ConfigError("WXMP_APPID", "is required when WXMP_SECRET is set")
+    api_base = _opt_str(values, "WXMP_API_BASE") or DEFAULTS["WXMP_API_BASE"]
+    if not api_base.startswith(("http://", "https://")):
+        raise ConfigError("WXMP_API_BASE", "must start with http:// or https://")
+    path = _opt_str(values, "WXMP_CALLBACK_PATH") or "/wechat"
+    if not _PATH_RE.match(path):
+        raise ConfigError("WXMP_CALLBACK_PATH", "must be a path starting with /")
+
+    mode = values["WXMP_REFRESHER"]
+    if mode is None:
+        mode = "thread" if secret else "off"
+    elif mode is False or mode == "off" or mode == "lazy":
+        mode = "off"
+    elif mode is True:
+        mode = "thread"
+    if mode not in ("thread", "external", "off"):
+        raise ConfigError("WXMP_REFRESHER", "must be 'thread', 'external' or False")
+    if mode == "thread" and not secret:
+        raise ConfigError("WXMP_REFRESHER", "'thread' needs WXMP_SECRET (or use 'external')")
+    if mode == "external" and appid is None:
+        raise ConfigError("WXMP_APPID", "is required when WXMP_REFRESHER is 'external'")
+
+    sandbox = values["WXMP_SANDBOX"]
+    if sandbox is None:
+        sandbox = False
+    check = values["WXMP_STATUS_CHECK"]
+    if check is not None and not callable(check):
+        raise ConfigError("WXMP_STATUS_CHECK", "must be a callable returning True to allow access")
+
+    return {
+        "appid": appid,
+        "secret": secret,
+        "token": token,
+        "aes_key": aes_key,
+        "api_base": api_base.rstrip("/"),
+        "cache": values["WXMP_CACHE"],
+        "callback_path": path,
+        "stable_token": bool(values["WXMP_STABLE_TOKEN"]),
+        "refresher": mode,
+        "refresh_margin": _number(values, "WXMP_REFRESH_MARGIN", 0.0, 0.5),
+        "timeout": _number(values, "WXMP_TIMEOUT", 0.1, 120),
+        "external_wait": _number(values, "WXMP_EXTERNAL_WAIT", 0, 600),
+        "timestamp_window": int(_number(values, "WXMP_TIMESTAMP_WINDOW", 0, 86400 * 365)),
+        "max_body": int(_number(values, "WXMP_MAX_BODY", 1024, 1 << 30)),
+        "dedup": bool(values["WXMP_DEDUP"]),
+        "dedup_ttl": int(_number(values, "WXMP_DEDUP_TTL", 1, 86400)),
+        "sandbox": bool(sandbox),
+        "status": bool(values["WXMP_STATUS"]),
+        "status_check": check,
+    }
