@@ -70,9 +70,7 @@ class Settings:
         return bool(self.appid and self.secret) and self.refresher != "external"
 
     @classmethod
-    def from_mapping(
-        cls, config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
-    ) -> Settings:
+    def from_mapping(cls, config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Settings:
         """Validate ``WXMP_*`` keys of ``config`` (``overrides`` win, by key or lowercase name)."""
         values = {**DEFAULTS, **{k: config[k] for k in DEFAULTS if k in config}}
         for name, value in (overrides or {}).items():
@@ -115,9 +113,7 @@ def _validate(values: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("WXMP_TOKEN", "must be 3 to 32 letters or digits (as WeChat requires)")
     if aes_key is not None:
         if not _AES_KEY_RE.match(aes_key):
-            raise ConfigError(
-                "WXMP_AES_KEY", f"must be 43 letters or digits, got {len(aes_key)} characters"
-            )
+            raise ConfigError("WXMP_AES_KEY", f"must be 43 letters or digits, got {len(aes_key)} characters")
         if appid is None:
             raise ConfigError("WXMP_APPID", "is required when WXMP_AES_KEY is set")
     if secret is not None and appid is None:
