@@ -166,6 +166,20 @@ class SharedStore:
         with self._errors():
             self.cache.delete(self.key(name))
 
+    def incr(self, name: str, ttl: float) -> int:
+        """Add one to a counter (statistics: atomic on Redis and memcached, best effort elsewhere)."""
+        key = self.key(name)
+        with self._errors():
+            if self.backend == "redis":
+                client = self.cache._write_client  # type: ignore[attr-defined]
+                pipe = client.pipeline()
+                pipe.incr(key)
+                pipe.expire(key, _ttl(ttl), nx=True)
+                return int(pipe.execute()[0])
+            value = int(self.cache.get(key) or 0) + 1
+            self.cache.set(key, value, timeout=_ttl(ttl))
+            return value
+
     def add(self, name: str, value: Any, ttl: float) -> bool:
         """Store ``value`` only if ``name`` is absent (or expired); True if this call stored it."""
         key = self.key(name)

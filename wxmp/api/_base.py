@@ -1,0 +1,38 @@
+"""The base of every resource group."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from ..client import ApiClient
+    from ..extension import AppState
+
+T = TypeVar("T")
+
+
+class ApiGroup:
+    """A group of endpoints sharing the app's :class:`~wxmp.client.ApiClient` and settings."""
+
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    @property
+    def client(self) -> ApiClient:
+        return self._state.client
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Split ``items`` into lists of at most ``size`` (WeChat's per-call limits)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

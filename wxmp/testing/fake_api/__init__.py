@@ -1,0 +1,1 @@
+"""FakeWeChat endpoint modules: each module registers endpoints with ``wxmp.testing.fake.endpoint``."""
