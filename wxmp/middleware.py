@@ -1,0 +1,303 @@
+"""The callback pipeline as a WSGI app and middleware: verify, decrypt, parse, dedup, dispatch, reply.
+
+:class:`Callback` answers one path (``/wechat`` by default) and passes every other request to the
+app it wraps, so WeChat's pushes skip the web framework's routing. It imports no Flask: ``install``
+puts it in front of a Flask app's ``wsgi_app`` with ``context=app.app_context`` so handlers still run
+inside an app context; any other WSGI app can use it directly::
+
+    cb = Callback(token="mytoken", aes_key=..., appid="wx...", app=other_wsgi_app)
+
+    @cb.on("text")
+    def echo(msg):
+        return msg.content
+
+Answers: the handshake's ``echostr``; 403 for a bad signature, msg_signature or stale timestamp;
+400 for malformed XML or an undecryptable body; 413 beyond ``max_body``; otherwise 200 with the
+reply (encrypted when the push was) or ``success``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from cachelib import SimpleCache
+
+from . import signals
+from .cache import SharedStore
+from .crypto import MessageCrypto, Verifier, make_nonce
+from .dedup import Deduplicator
+from .dispatch import Router
+from .errors import CallbackError, ConfigError, DecryptError, ParseError
+from .messages import Message, parse, parse_fields
+from .replies import TextReply, reply_for
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = ["Callback", "install"]
+
+log = logging.getLogger("wxmp.callback")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+StartResponse = Callable[..., Any]
+
+_TEXT = "text/plain; charset=utf-8"
+_XML = "application/xml; charset=utf-8"
+_STATUS = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    403: "403 Forbidden",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    413: "413 Content Too Large",
+}
+_SUCCESS = b"success"
+
+
+class _Refused(Exception):
+    """An HTTP refusal before the handler: status, short body, log reason."""
+
+    def __init__(self, status: int, body: str, reason: str) -> None:
+        self.status = status
+        self.body = body
+        self.reason = reason
+
+
+class Callback:
+    """WeChat's callback endpoint for one account, as a WSGI app wrapping an optional other app.
+
+    ``token`` checks signatures; ``aes_key`` + ``appid`` enable compatible and safe mode.
+    ``store`` is the shared cache used for dedup (a process-local SimpleCache if omitted: give a
+    shared one when several workers serve the path). ``context`` is entered around each handler
+    (e.g. ``app.app_context``). ``clock`` is used for timestamps; tests inject a fixed one.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        aes_key: str | None = None,
+        appid: str | None = None,
+        *,
+        path: str = "/wechat",
+        app: WSGIApp | None = None,
+        router: Router | None = None,
+        store: SharedStore | None = None,
+        dedup: bool = True,
+        dedup_ttl: int = 300,
+        timestamp_window: int = 300,
+        max_body: int = 1 << 20,
+        context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+        sender: object | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not token:
+            raise ConfigError("WXMP_TOKEN", "is required for the callback")
+        if aes_key and not appid:
+            raise ConfigError("WXMP_APPID", "is required when WXMP_AES_KEY is set")
+        self.token = token
+        self.appid = appid
+        self.path = path
+        self.app = app
+        self.router = router if router is not None else Router()
+        self.on = self.router.on
+        self.verifier = Verifier(token, timestamp_window, clock)
+        try:
+            self.crypto = MessageCrypto(aes_key, appid) if aes_key and appid else None
+        except ValueError as exc:
+            raise ConfigError("WXMP_AES_KEY", str(exc)) from None
+        self.max_body = max_body
+        self.context = context
+        self.sender = sender if sender is not None else self
+        self.clock = clock
+        if dedup:
+            if store is None:
+                store = SharedStore(SimpleCache(threshold=10_000, default_timeout=0))
+            self.dedup: Deduplicator | None = Deduplicator(store, dedup_ttl)
+        else:
+            self.dedup = None
+
+    def __repr__(self) -> str:
+        mode = "aes" if self.crypto else "plaintext"
+        return f"<Callback {self.path} {mode} appid={self.appid!r}>"
+
+    def wrap(self, app: WSGIApp) -> Callback:
+        """Serve every other path with ``app``; returns self (``app.wsgi_app = cb.wrap(app.wsgi_app)``)."""
+        self.app = app
+        return self
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != self.path:
+            if self.app is not None:
+                return self.app(environ, start_response)
+            return _answer(start_response, 404, _TEXT, b"not found")
+        method = environ.get("REQUEST_METHOD")
+        try:
+            if method == "POST":
+                content_type, body = self._post(environ)
+            elif method == "GET":
+                content_type, body = _TEXT, self._handshake(environ)
+            else:
+                raise _Refused(405, "method not allowed", f"method {method}")
+        except _Refused as r:
+            self._refused(environ, r.status, r.reason)
+            return _answer(start_response, r.status, _TEXT, r.body.encode())
+        return _answer(start_response, 200, content_type, body)
+
+    def _refused(self, environ: dict[str, Any], status: int, reason: str) -> None:
+        remote = environ.get("REMOTE_ADDR", "?")
+        log.warning("wxmp callback refused (%d): %s, from %s", status, reason, remote)
+        if status == 403 and signals.signature_refused.receivers:
+            signals.signature_refused.send(self.sender, reason=reason, remote_addr=remote)
+
+    def _query(self, environ: dict[str, Any]) -> dict[str, str]:
+        return dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+
+    def _verify(self, query: dict[str, str]) -> None:
+        try:
+            self.verifier.check(query.get("signature"), query.get("timestamp"), query.get("nonce"))
+        except CallbackError as exc:
+            raise _Refused(403, "signature check failed", str(exc)) from None
+
+    def _handshake(self, environ: dict[str, Any]) -> bytes:
+        # §2.1: the server-config check is always the plaintext scheme, even in safe mode.
+        query = self._query(environ)
+        self._verify(query)
+        return query.get("echostr", "").encode()
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes:
+        stream = environ["wsgi.input"]
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            try:
+                size = int(length)
+            except ValueError:
+                raise _Refused(400, "bad request", "bad Content-Length") from None
+            if size > self.max_body:
+                raise _Refused(413, "body too large", f"body of {size} bytes")
+            body = stream.read(size) if size > 0 else b""
+        elif environ.get("wsgi.input_terminated"):
+            body = stream.read(self.max_body + 1)
+        else:
+            body = b""
+        if len(body) > self.max_body:
+            raise _Refused(413, "body too large", "body over the limit")
+        if not body:
+            raise _Refused(400, "bad request", "empty body")
+        return body
+
+    def _post(self, environ: dict[str, Any]) -> tuple[str, bytes]:
+        query = self._query(environ)
+        self._verify(query)
+        body = self._read_body(environ)
+        encrypted = query.get("encrypt_type", "raw") == "aes"
+        try:
+            if encrypted:
+                body = self._decrypt(query, body)
+            msg = parse(body)
+        except (ParseError, DecryptError) as exc:
+            raise _Refused(400, "bad request", str(exc)) from None
+        if signals.message_received.receivers:
+            signals.message_received.send(self.sender, message=msg)
+
+        reply = self.process(msg)
+
+        if encrypted and reply and reply != "success":
+            assert self.crypto is not None
+            envelope = self.crypto.encrypt_reply(reply, self.token, str(int(self.clock())), make_nonce())
+            return _XML, envelope.encode()
+        if reply.startswith("<"):
+            return _XML, reply.encode()
+        return _TEXT, reply.encode()
+
+    def _decrypt(self, query: dict[str, str], body: bytes) -> bytes:
+        if self.crypto is None:
+            raise DecryptError("encrypted push but no AES key is configured")
+        encrypt = parse_fields(body).get("Encrypt")
+        if not isinstance(encrypt, str) or not encrypt:
+            raise ParseError("encrypted push without Encrypt")
+        # §2.2: msg_signature covers the ciphertext; check it before decrypting.
+        try:
+            self.verifier.check(
+                query.get("msg_signature"),
+                query.get("timestamp"),
+                query.get("nonce"),
+                encrypt,
+                name="msg_signature",
+            )
+        except CallbackError as exc:
+            raise _Refused(403, "signature check failed", str(exc)) from None
+        return self.crypto.decrypt(encrypt)
+
+    def process(self, msg: Message) -> str:
+        """Dedup, dispatch and render: the plaintext reply body for ``msg`` ("success" if none)."""
+        dedup = self.dedup
+        claim = None
+        if dedup is not None:
+            key = msg.dedup_key
+            claim = dedup.claim(key)
+            if not claim.run:
+                if signals.duplicate_message.receivers:
+                    signals.duplicate_message.send(self.sender, key=key)
+                return claim.reply
+        reply = self._run(msg)
+        if claim is not None and claim.record:
+            dedup.record(key, reply)  # type: ignore[union-attr]
+        return reply
+
+    def _run(self, msg: Message) -> str:
+        try:
+            with self.context() if self.context is not None else contextlib.nullcontext():
+                found = self.router.resolve(msg)
+                if found is None:
+                    value = None
+                else:
+                    handler, handed = found
+                    value = handler(handed)
+                    if isinstance(value, str):
+                        value = TextReply(value)
+                reply = reply_for(msg, value, self.clock())
+        except Exception as exc:
+            log.exception("wxmp handler failed for %s from %s", "/".join(msg.kinds), msg.from_user_name)
+            if signals.handler_failed.receivers:
+                signals.handler_failed.send(self.sender, message=msg, exception=exc)
+            return "success"
+        if signals.reply_sent.receivers:
+            signals.reply_sent.send(self.sender, message=msg, reply=value)
+        return reply
+
+
+def _answer(start_response: StartResponse, status: int, content_type: str, body: bytes) -> list[bytes]:
+    start_response(_STATUS[status], [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def install(app: Any, *, router: Router, settings: Settings, store: SharedStore, sender: object) -> Callback:
+    """Put a :class:`Callback` in front of a Flask app's ``wsgi_app`` (handlers run in an app context).
+
+    Uses ``settings``: token, aes_key, appid, callback_path, timestamp_window, max_body, dedup,
+    dedup_ttl. Does not import Flask.
+    """
+    if not settings.token:
+        raise ConfigError("WXMP_TOKEN", "is required for the callback")
+    callback = Callback(
+        settings.token,
+        settings.aes_key,
+        settings.appid,
+        path=settings.callback_path,
+        app=app.wsgi_app,
+        router=router,
+        store=store,
+        dedup=settings.dedup,
+        dedup_ttl=settings.dedup_ttl,
+        timestamp_window=settings.timestamp_window,
+        max_body=settings.max_body,
+        context=app.app_context,
+        sender=sender,
+    )
+    app.wsgi_app = callback
+    return callback
