@@ -65,4 +65,39 @@ __all__ = [
 ]
 
 # --- callback exports ---
+from .dispatch import Router
+from .messages import Event, Message
+from .middleware import Callback
+from .replies import (
+    Article,
+    EmptyReply,
+    ImageReply,
+    MusicReply,
+    NewsReply,
+    Reply,
+    SuccessReply,
+    TextReply,
+    TransferCustomerServiceReply,
+    VideoReply,
+    VoiceReply,
+)
+
+__all__ += [
+    "Article",
+    "Callback",
+    "EmptyReply",
+    "Event",
+    "ImageReply",
+    "Message",
+    "MusicReply",
+    "NewsReply",
+    "Reply",
+    "Router",
+    "SuccessReply",
+    "TextReply",
+    "TransferCustomerServiceReply",
+    "VideoReply",
+    "VoiceReply",
+]
+__all__.sort()
 # --- end callback exports ---
