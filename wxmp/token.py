@@ -296,14 +296,15 @@ class TokenManager:
 
     def _obtain(self, reject: str | None, force: bool = False) -> TokenEntry:
         """Block (bounded) until a valid token other than ``reject`` is in hand."""
-        deadline = time.monotonic() + (self.external_wait if self.external else self.wait)
+        # Deadlines follow the injected clock so that tests drive them with a fake one.
+        deadline = self.clock() + (self.external_wait if self.external else self.wait)
         while True:
             now = self.clock()
             entry = self._read()
             if entry is not None and entry.valid(now, reject) and not force:
                 return entry
             if self.external:
-                if time.monotonic() >= deadline:
+                if now >= deadline:
                     raise TokenUnavailableError(
                         f"no valid {self.kind} in the shared {self.store.backend} cache; this process is "
                         "in external mode (WXMP_REFRESHER='external'): is `flask wxmp refresher` running "
@@ -315,7 +316,7 @@ class TokenManager:
                 raise self._fatal[0]
             waiting = self.backoff.waiting(now)
             if waiting:
-                if time.monotonic() + waiting > deadline:
+                if now + waiting > deadline:
                     raise TokenUnavailableError(
                         f"{self.kind} unavailable: fetching failed ({self._last_error}); "
                         f"next attempt in {waiting:.1f}s"
@@ -345,7 +346,7 @@ class TokenManager:
                 finally:
                     lock.release()
                     force = False
-            if time.monotonic() >= deadline:
+            if self.clock() >= deadline:
                 raise TokenUnavailableError(
                     f"{self.kind}: timed out waiting for another process to refresh the token"
                 )

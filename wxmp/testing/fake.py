@@ -202,7 +202,9 @@ class FakeWeChat:
             self._host, self._port, self._wsgi, threaded=True, request_handler=_QuietHandler
         )
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="FakeWeChat", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="FakeWeChat", daemon=True
+        )
         self._thread.start()
         return self
 
