@@ -10,6 +10,7 @@ from cachelib import SimpleCache
 from wxmp import (
     ApiClient,
     CredentialError,
+    InvalidOpenIDError,
     IPNotWhitelistedError,
     QuotaExceededError,
     SharedStore,
@@ -273,7 +274,7 @@ def test_signals_report_refreshes_and_api_errors(fake, clock):
 
     with signals.token_refreshed.connected_to(on_refresh), signals.api_error.connected_to(on_error):
         token = tm.get()
-        with pytest.raises(Exception):
+        with pytest.raises(InvalidOpenIDError):
             client.get("/cgi-bin/user/info", {"openid": "nobody"})
     assert refreshed[0]["masked"] == mask(token)
     assert refreshed[0]["kind"] == "access_token"
