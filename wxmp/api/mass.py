@@ -1,0 +1,241 @@
+"""Mass sending (群发): ``wx.mass`` (``/cgi-bin/message/mass/*``).
+
+Every ``send_*`` picks the endpoint from its audience: ``tag_id=`` or ``to_all=True`` go through
+``sendall``; ``openids=`` (2 to 10,000 of them, checked here: WeChat answers 40130 to one) go
+through ``send``. Success means the job was queued; the result arrives later as the
+``MASSSENDJOBFINISH`` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._base import ApiGroup
+
+__all__ = ["MassAPI"]
+
+MIN_OPENIDS = 2
+MAX_OPENIDS = 10_000
+MAX_CLIENTMSGID = 64  # bytes
+
+
+class MassAPI(ApiGroup):
+    """Mass messages to a tag, to every follower, or to a list of openids; previews and status."""
+
+    def send(
+        self,
+        msgtype: str,
+        payload: Mapping[str, Any],
+        *,
+        tag_id: int | None = None,
+        to_all: bool = False,
+        openids: Iterable[str] | None = None,
+        send_ignore_reprint: bool = False,
+        clientmsgid: str | None = None,
+    ) -> dict[str, Any]:
+        """Any msgtype: ``POST /cgi-bin/message/mass/sendall`` (tag, all) or ``.../send`` (openids)."""
+        body: dict[str, Any] = {"msgtype": msgtype, msgtype: dict(payload)}
+        if openids is not None:
+            if tag_id is not None or to_all:
+                raise ValueError("mass send: give openids, or tag_id / to_all, not both")
+            touser = [openids] if isinstance(openids, str) else list(openids)
+            if not MIN_OPENIDS <= len(touser) <= MAX_OPENIDS:
+                raise ValueError(
+                    f"mass send: {len(touser)} openids; WeChat needs {MIN_OPENIDS} to {MAX_OPENIDS} "
+                    "(send a single user a customer-service message instead: wx.message)"
+                )
+            body["touser"] = touser
+            path = "/cgi-bin/message/mass/send"
+        else:
+            if to_all and tag_id is not None:
+                raise ValueError("mass send: to_all=True sends to everyone; drop tag_id")
+            if not to_all and tag_id is None:
+                raise ValueError("mass send: say who receives it: tag_id=, to_all=True or openids=")
+            body["filter"] = {"is_to_all": True} if to_all else {"is_to_all": False, "tag_id": tag_id}
+            path = "/cgi-bin/message/mass/sendall"
+        body["send_ignore_reprint"] = 1 if send_ignore_reprint else 0
+        if clientmsgid is not None:
+            if not clientmsgid or len(clientmsgid.encode("utf-8")) > MAX_CLIENTMSGID:
+                raise ValueError(f"mass send: clientmsgid must be 1 to {MAX_CLIENTMSGID} bytes")
+            body["clientmsgid"] = clientmsgid
+        return self.client.post(path, body)
+
+    def send_text(
+        self,
+        content: str,
+        *,
+        tag_id: int | None = None,
+        to_all: bool = False,
+        openids: Iterable[str] | None = None,
+        send_ignore_reprint: bool = False,
+        clientmsgid: str | None = None,
+    ) -> dict[str, Any]:
+        """Mass text: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype text)."""
+        return self.send(
+            "text",
+            {"content": content},
+            tag_id=tag_id,
+            to_all=to_all,
+            openids=openids,
+            send_ignore_reprint=send_ignore_reprint,
+            clientmsgid=clientmsgid,
+        )
+
+    def send_image(
+        self,
+        media_id: str,
+        *,
+        tag_id: int | None = None,
+        to_all: bool = False,
+        openids: Iterable[str] | None = None,
+        send_ignore_reprint: bool = False,
+        clientmsgid: str | None = None,
+    ) -> dict[str, Any]:
+        """Mass image: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype image)."""
+        return self.send(
+            "image",
+            {"media_id": media_id},
+            tag_id=tag_id,
+            to_all=to_all,
+            openids=openids,
+            send_ignore_reprint=send_ignore_reprint,
+            clientmsgid=clientmsgid,
+        )
+
+    def send_voice(
+        self,
+        media_id: str,
+        *,
+        tag_id: int | None = None,
+        to_all: bool = False,
+        openids: Iterable[str] | None = None,
+        send_ignore_reprint: bool = False,
+        clientmsgid: str | None = None,
+    ) -> dict[str, Any]:
+        """Mass voice: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype voice)."""
+        return self.send(
+            "voice",
+            {"media_id": media_id},
+            tag_id=tag_id,
+            to_all=to_all,
+            openids=openids,
+            send_ignore_reprint=send_ignore_reprint,
+            clientmsgid=clientmsgid,
+        )
+
+    def send_mpnews(
+        self,
+        media_id: str,
+        *,
+        tag_id: int | None = None,
+        to_all: bool = False,
+        openids: Iterable[str] | None = None,
+        send_ignore_reprint: bool = False,
+        clientmsgid: str | None = None,
+    ) -> dict[str, Any]:
+        """Mass article: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype mpnews)."""
+        return self.send(
+            "mpnews",
+            {"media_id": media_id},
+            tag_id=tag_id,
+            to_all=to_all,
+            openids=openids,
+            send_ignore_reprint=send_ignore_reprint,
+            clientmsgid=clientmsgid,
+        )
+
+    def send_mpvideo(
+        self,
+        media_id: str,
+        *,
+        tag_id: int | None = None,
+        to_all: bool = False,
+        openids: Iterable[str] | None = None,
+        send_ignore_reprint: bool = False,
+        clientmsgid: str | None = None,
+    ) -> dict[str, Any]:
+        """Mass video (from :meth:`upload_video`): ``POST /cgi-bin/message/mass/sendall`` or ``/send``."""
+        return self.send(
+            "mpvideo",
+            {"media_id": media_id},
+            tag_id=tag_id,
+            to_all=to_all,
+            openids=openids,
+            send_ignore_reprint=send_ignore_reprint,
+            clientmsgid=clientmsgid,
+        )
+
+    def send_wxcard(
+        self,
+        card_id: str,
+        *,
+        tag_id: int | None = None,
+        to_all: bool = False,
+        openids: Iterable[str] | None = None,
+        send_ignore_reprint: bool = False,
+        clientmsgid: str | None = None,
+    ) -> dict[str, Any]:
+        """Mass card: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype wxcard)."""
+        return self.send(
+            "wxcard",
+            {"card_id": card_id},
+            tag_id=tag_id,
+            to_all=to_all,
+            openids=openids,
+            send_ignore_reprint=send_ignore_reprint,
+            clientmsgid=clientmsgid,
+        )
+
+    def upload_video(self, media_id: str, title: str, description: str = "") -> dict[str, Any]:
+        """Turn an uploaded video into a mass-sendable one: ``POST /cgi-bin/media/uploadvideo``."""
+        body = {"media_id": media_id, "title": title, "description": description}
+        return self.client.post("/cgi-bin/media/uploadvideo", body)
+
+    def preview(
+        self,
+        openid: str | None = None,
+        *,
+        wxname: str | None = None,
+        text: str | None = None,
+        mpnews: str | None = None,
+        image: str | None = None,
+        voice: str | None = None,
+        mpvideo: str | None = None,
+        wxcard: str | None = None,
+    ) -> dict[str, Any]:
+        """Send one preview to an openid or a WeChat ID: ``POST /cgi-bin/message/mass/preview``.
+
+        Give exactly one message: ``text=`` content, or a media_id as ``mpnews=``, ``image=``,
+        ``voice=``, ``mpvideo=``, or a card_id as ``wxcard=``.
+        """
+        if (openid is None) == (wxname is None):
+            raise ValueError("preview: give openid or wxname (exactly one)")
+        given = {
+            "text": text and {"content": text},
+            "mpnews": mpnews and {"media_id": mpnews},
+            "image": image and {"media_id": image},
+            "voice": voice and {"media_id": voice},
+            "mpvideo": mpvideo and {"media_id": mpvideo},
+            "wxcard": wxcard and {"card_id": wxcard},
+        }
+        chosen = [(kind, payload) for kind, payload in given.items() if payload]
+        if len(chosen) != 1:
+            raise ValueError("preview: give exactly one of text, mpnews, image, voice, mpvideo, wxcard")
+        kind, payload = chosen[0]
+        body: dict[str, Any] = {"msgtype": kind, kind: payload}
+        if openid is not None:
+            body["touser"] = openid
+        else:
+            body["towxname"] = wxname
+        return self.client.post("/cgi-bin/message/mass/preview", body)
+
+    def delete(self, msg_id: int | str, article_idx: int = 0) -> dict[str, Any]:
+        """Delete a sent mass article (0: all of it): ``POST /cgi-bin/message/mass/delete``."""
+        return self.client.post(
+            "/cgi-bin/message/mass/delete", {"msg_id": msg_id, "article_idx": article_idx}
+        )
+
+    def status(self, msg_id: int | str) -> dict[str, Any]:
+        """``{"msg_id", "msg_status"}`` of a mass job: ``POST /cgi-bin/message/mass/get``."""
+        return self.client.post("/cgi-bin/message/mass/get", {"msg_id": msg_id})

@@ -1,0 +1,57 @@
+"""Tags: ``wx.tag`` (``/cgi-bin/tags/*``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ._base import ApiGroup, chunks
+from .user import _pages
+
+__all__ = ["TagAPI"]
+
+TAGGING_MAX = 50
+
+_Tags = list[dict[str, Any]]  # `list` is shadowed by TagAPI.list inside the class
+
+
+class TagAPI(ApiGroup):
+    """Follower tags: create, rename, delete, and who carries which tag."""
+
+    def create(self, name: str) -> dict[str, Any]:
+        """Create a tag; returns ``{"tag": {"id", "name"}}``: ``POST /cgi-bin/tags/create``."""
+        return self.client.post("/cgi-bin/tags/create", {"tag": {"name": name}})
+
+    def list(self) -> _Tags:
+        """Every tag as ``{"id", "name", "count"}`` (the ``tags`` list): ``GET /cgi-bin/tags/get``."""
+        return self.client.get("/cgi-bin/tags/get").get("tags", [])
+
+    def update(self, tag_id: int, name: str) -> dict[str, Any]:
+        """Rename a tag: ``POST /cgi-bin/tags/update``."""
+        return self.client.post("/cgi-bin/tags/update", {"tag": {"id": tag_id, "name": name}})
+
+    def delete(self, tag_id: int) -> dict[str, Any]:
+        """Delete a tag (and remove it from its followers): ``POST /cgi-bin/tags/delete``."""
+        return self.client.post("/cgi-bin/tags/delete", {"tag": {"id": tag_id}})
+
+    def tag_users(self, tag_id: int, openids: Iterable[str]) -> None:
+        """Tag followers: ``POST /cgi-bin/tags/members/batchtagging``, one call per 50 openids."""
+        for batch in chunks(openids, TAGGING_MAX):
+            self.client.post("/cgi-bin/tags/members/batchtagging", {"openid_list": batch, "tagid": tag_id})
+
+    def untag_users(self, tag_id: int, openids: Iterable[str]) -> None:
+        """Untag followers: ``POST /cgi-bin/tags/members/batchuntagging``, one call per 50 openids."""
+        for batch in chunks(openids, TAGGING_MAX):
+            self.client.post("/cgi-bin/tags/members/batchuntagging", {"openid_list": batch, "tagid": tag_id})
+
+    def user_tags(self, openid: str) -> list[int]:
+        """The tag ids one follower carries (``tagid_list``): ``POST /cgi-bin/tags/getidlist``."""
+        return self.client.post("/cgi-bin/tags/getidlist", {"openid": openid}).get("tagid_list", [])
+
+    def get_users(self, tag_id: int, next_openid: str | None = None) -> dict[str, Any]:
+        """One page of the openids carrying a tag: ``POST /cgi-bin/user/tag/get``."""
+        return self.client.post("/cgi-bin/user/tag/get", {"tagid": tag_id, "next_openid": next_openid or ""})
+
+    def iter_users(self, tag_id: int) -> Iterator[str]:
+        """Every openid carrying ``tag_id``, page after page of ``POST /cgi-bin/user/tag/get``."""
+        yield from _pages(lambda cursor: self.get_users(tag_id, cursor), None)
