@@ -1,0 +1,128 @@
+"""Router: kinds, filters, regex matches, first match wins, shortcuts, catch-all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wxmp import filters as F
+from wxmp.dispatch import Router
+from wxmp.messages import Message, parse
+
+DATA = Path(__file__).parent / "data"
+
+
+def load(name: str) -> Message:
+    return parse((DATA / name).read_bytes())
+
+
+def test_kind_is_case_insensitive_and_decorator_returns_function() -> None:
+    router = Router()
+
+    def handler(msg: Message) -> str:
+        return "clicked"
+
+    assert router.on("CLICK")(handler) is handler
+    assert router.dispatch(load("event_click.xml")) == "clicked"
+    assert router.dispatch(load("text.xml")) is None
+
+
+def test_event_kinds_and_location_decision() -> None:
+    router = Router()
+    router.on("location")(lambda msg: "message")
+    router.on("location_event")(lambda msg: "event")
+    assert router.dispatch(load("location.xml")) == "message"
+    assert router.dispatch(load("event_location.xml")) == "event"
+
+    generic = Router()
+    generic.on("event")(lambda msg: f"any event {msg.event}")
+    assert generic.dispatch(load("event_scan.xml")) == "any event SCAN"
+    assert generic.dispatch(load("text.xml")) is None
+
+
+def test_keyword_filters_and_key_alias() -> None:
+    router = Router()
+    router.on("click", key="OTHER")(lambda msg: "other")
+    router.on("click", key="V1001_TODAY_MUSIC")(lambda msg: "music")
+    assert router.dispatch(load("event_click.xml")) == "music"
+    scans = Router()
+    scans.on("scancode_waitmsg", scan_type="barcode")(lambda msg: msg.scan_result)
+    assert scans.dispatch(load("event_scancode_waitmsg.xml")) == "EAN_13,6901234567892"
+
+
+def test_match_gives_handler_the_match() -> None:
+    router = Router()
+    seen = []
+
+    @router.on("text", match=r"^你好，(\w+)")
+    def greet(msg: Message) -> str:
+        seen.append(msg)
+        assert msg.match is not None
+        return f"hi {msg.match[1]}"
+
+    original = load("text.xml")
+    assert router.dispatch(original) == "hi wxmp"
+    assert original.match is None  # the handler got a copy
+    assert seen[0].raw == original.raw
+
+
+def test_first_registered_match_wins() -> None:
+    router = Router()
+    router.on("text")(lambda msg: "first")
+    router.on("text", match="你好")(lambda msg: "second")
+    router.on()(lambda msg: "catch-all")
+    assert router.dispatch(load("text.xml")) == "first"
+    assert router.dispatch(load("image.xml")) == "catch-all"
+
+
+def test_catch_all_registered_first_takes_everything() -> None:
+    router = Router()
+    router.on()(lambda msg: "all")
+    router.on("text")(lambda msg: "text")
+    assert router.dispatch(load("text.xml")) == "all"
+
+
+def test_when_composes_filters() -> None:
+    router = Router()
+    router.on("text", when=F.openid("nobody") | F.regex("wxmp"))(lambda msg: msg.match is not None)
+    assert router.dispatch(load("text.xml")) is True
+
+
+def test_shortcuts() -> None:
+    router = Router()
+
+    @router.text
+    def t(msg: Message) -> str:
+        return "t"
+
+    @router.click(key="V1001_TODAY_MUSIC")
+    def c(msg: Message) -> str:
+        return "c"
+
+    router.subscribe(lambda msg: "s")
+    router.location_event(lambda msg: "le")
+    router.default(lambda msg: "d")
+    assert router.dispatch(load("text.xml")) == "t"
+    assert router.dispatch(load("event_click.xml")) == "c"
+    assert router.dispatch(load("event_subscribe.xml")) == "s"
+    assert router.dispatch(load("event_location.xml")) == "le"
+    assert router.dispatch(load("voice.xml")) == "d"
+    with pytest.raises(TypeError):
+        router.text(lambda msg: 1, match="x")
+
+
+def test_late_registration_is_seen() -> None:
+    router = Router()
+    router.on("text", match="nope")(lambda msg: "x")
+    assert router.dispatch(load("text.xml")) is None  # builds the candidate cache
+    router.on("text")(lambda msg: "late")
+    assert router.dispatch(load("text.xml")) == "late"
+
+
+def test_bad_registrations() -> None:
+    router = Router()
+    with pytest.raises(TypeError):
+        router.on(lambda msg: 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        router.on("text")(42)  # type: ignore[type-var]
