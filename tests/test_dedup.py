@@ -1,0 +1,228 @@
+"""Retry dedup: claim/record semantics, waiting without sleeping, dead caches, and two real processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cachelib import BaseCache, SimpleCache
+
+from wxmp.cache import SharedStore
+from wxmp.dedup import PENDING, Deduplicator
+from wxmp.middleware import Callback
+from wxmp.testing.clock import FakeClock
+from wxmp.testing.user import WeChatUser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def simple_store() -> SharedStore:
+    return SharedStore(SimpleCache(default_timeout=0))
+
+
+class DeadCache(BaseCache):
+    """A backend that is down: every call raises like a lost connection."""
+
+    def get(self, key: str) -> Any:
+        raise ConnectionError("down")
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> Any:
+        raise ConnectionError("down")
+
+    def add(self, key: str, value: Any, timeout: int | None = None) -> Any:
+        raise ConnectionError("down")
+
+
+def test_first_claim_runs_then_retry_gets_the_reply() -> None:
+    dedup = Deduplicator(simple_store())
+    first = dedup.claim("k")
+    assert first.run and first.record
+    dedup.record("k", "<xml>r</xml>")
+    retry = dedup.claim("k")
+    assert not retry.run and retry.reply == "<xml>r</xml>"
+    assert dedup.claim("other").run
+
+
+def test_retry_waits_for_a_running_first() -> None:
+    store = simple_store()
+    clock = FakeClock(0)
+    calls = []
+
+    def sleep(seconds: float) -> None:
+        calls.append(seconds)
+        clock.advance(seconds)
+        if len(calls) == 3:  # the first run finishes while the retry polls
+            store.set("dedup:k", "<xml>late</xml>", 300)
+
+    dedup = Deduplicator(store, wait=2.0, poll=0.05, clock=clock, sleep=sleep)
+    assert dedup.claim("k").run
+    retry = dedup.claim("k")
+    assert retry == (False, False, "<xml>late</xml>")
+    assert len(calls) == 3
+
+
+def test_retry_gives_up_with_success() -> None:
+    clock = FakeClock(0)
+    store = simple_store()
+    dedup = Deduplicator(store, wait=1.0, poll=0.25, clock=clock, sleep=clock.sleep)
+    dedup.claim("k")
+    assert store.get("dedup:k") == PENDING
+    assert dedup.claim("k").reply == "success"
+    assert clock.slept == [0.25] * 4
+
+
+def test_dead_cache_processes_without_dedup_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(0)
+    dedup = Deduplicator(SharedStore(DeadCache()), clock=clock, warn_every=60)
+    with caplog.at_level(logging.WARNING, "wxmp.callback"):
+        for _ in range(5):
+            claim = dedup.claim("k")
+            assert claim.run and not claim.record
+        dedup.record("k", "x")  # swallowed
+        clock.advance(61)
+        dedup.claim("k")
+    warnings = [r for r in caplog.records if "without dedup" in r.getMessage()]
+    assert len(warnings) == 2
+
+
+def test_dead_cache_never_500s_through_the_callback() -> None:
+    clock = FakeClock(1714036504)
+    cb = Callback("tok123", store=SharedStore(DeadCache()), clock=clock)
+    cb.on("text")(lambda msg: "still here")
+    user = WeChatUser(cb, "tok123", clock=clock)
+    assert user.send_text("hi").content == "still here"  # type: ignore[union-attr]
+
+
+def test_duplicate_through_the_callback_runs_once() -> None:
+    clock = FakeClock(1714036504)
+    cb = Callback("tok123", clock=clock)
+    runs = []
+    cb.on("text")(lambda msg: runs.append(1) or f"run {len(runs)}")
+    user = WeChatUser(cb, "tok123", clock=clock)
+    assert user.send_text("a", msg_id=5).content == "run 1"  # type: ignore[union-attr]
+    assert user.send_text("a", msg_id=5).content == "run 1"  # type: ignore[union-attr]
+    assert len(runs) == 1
+    assert user.send_text("a", msg_id=6).content == "run 2"  # type: ignore[union-attr]
+
+
+def test_dedup_off() -> None:
+    clock = FakeClock(1714036504)
+    cb = Callback("tok123", dedup=False, clock=clock)
+    runs = []
+    cb.on("text")(lambda msg: runs.append(1) or "ok")
+    user = WeChatUser(cb, "tok123", clock=clock)
+    user.send_text("a", msg_id=5)
+    user.send_text("a", msg_id=5)
+    assert len(runs) == 2
+
+
+def test_events_dedup_on_sender_time_and_name() -> None:
+    clock = FakeClock(1714036504)
+    cb = Callback("tok123", clock=clock)
+    runs = []
+    cb.on("click")(lambda msg: runs.append(msg.event_key) or msg.event_key)
+    user = WeChatUser(cb, "tok123", clock=clock)
+    user.click("A")
+    user.click("A")  # same user, same second, same event: a retry
+    user.click("B")  # a different button in the same second is not
+    clock.advance(1)
+    user.click("A")
+    assert runs == ["A", "B", "A"]
+
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    from wxmp.cache import SharedStore, resolve_cache
+    from wxmp.middleware import Callback
+    from wxmp.testing.user import WeChatUser
+
+    spec, runs_file, who = sys.argv[1:]
+    cb = Callback("tok123", store=SharedStore(resolve_cache(spec, ""), namespace="dedup-test"))
+
+    @cb.on("text")
+    def handler(msg):
+        with open(runs_file, "a") as f:
+            f.write(who + "\\n")
+        return "reply from " + who
+
+    user = WeChatUser(cb, "tok123", clock=lambda: 1714036504.0)
+    cb.verifier.clock = lambda: 1714036504.0
+    print("ready", flush=True)
+    sys.stdin.readline()  # the test releases both workers at once
+    reply = user.send_text("retry me", msg_id=987654321)
+    print(json.dumps(reply.content if reply is not None else None), flush=True)
+    """
+)
+
+
+def run_workers(tmp_path: Path, spec: str, names: list[str], together: bool) -> list[str | None]:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    runs = tmp_path / "runs.txt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results: list[str | None] = []
+
+    def start(name: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), spec, str(runs), name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        return proc
+
+    def finish(proc: subprocess.Popen[str]) -> str | None:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        return json.loads(out.strip().splitlines()[-1])
+
+    if together:
+        procs = [start(n) for n in names]
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = [finish(p) for p in procs]
+    else:
+        for n in names:
+            p = start(n)
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            results.append(finish(p))
+    return results
+
+
+@pytest.fixture(params=["filesystem", "redis"])
+def cache_spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "filesystem":
+        return f"filesystem:{tmp_path / 'cache'}"
+    return request.getfixturevalue("redis_url")
+
+
+@pytest.mark.fleet
+def test_retry_on_another_process_gets_the_same_reply(tmp_path: Path, cache_spec: str) -> None:
+    results = run_workers(tmp_path, cache_spec, ["A", "B"], together=False)
+    assert results == ["reply from A", "reply from A"]
+    assert (tmp_path / "runs.txt").read_text().split() == ["A"]
+
+
+@pytest.mark.fleet
+def test_simultaneous_retries_run_the_handler_once(tmp_path: Path, cache_spec: str) -> None:
+    results = run_workers(tmp_path, cache_spec, ["A", "B", "C"], together=True)
+    runs = (tmp_path / "runs.txt").read_text().split()
+    assert len(runs) == 1
+    winner = f"reply from {runs[0]}"
+    # The winner answers its reply; the others answer it too, or "success" if they gave up waiting.
+    assert winner in results
+    assert set(results) <= {winner, None}
