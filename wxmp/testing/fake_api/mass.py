@@ -1,0 +1,146 @@
+"""Fake mass sending: sendall, send, preview, delete, get, and media/uploadvideo.
+
+Jobs are kept in ``fake.state["mass_jobs"]`` (msg_id -> the body and its status). Rules: unknown
+msgtype -> 40008; a missing payload field -> 40035; ``send`` with fewer than 2 or more than
+10,000 openids -> 40130; unknown openid -> 40003; sendall without is_to_all or a known tag ->
+40035 / 45159; a clientmsgid over 64 bytes -> 45067, reused -> 45065 (with the earlier msg_id);
+preview without touser/towxname -> 40035; unknown msg_id -> 40035.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..fake import FakeRequest, FakeWeChat, WeChatFault, endpoint
+from ._util import LOCK, follower, next_id, state
+
+__all__ = ["mass_jobs"]
+
+_FIELDS: dict[str, str] = {
+    "text": "content",
+    "image": "media_id",
+    "voice": "media_id",
+    "mpnews": "media_id",
+    "mpvideo": "media_id",
+    "wxcard": "card_id",
+}
+
+
+def mass_jobs(fake: FakeWeChat) -> dict[int, dict[str, Any]]:
+    """Submitted jobs: msg_id -> {"body", "status", "endpoint"}."""
+    return state(fake, "mass_jobs", dict)
+
+
+def _message(req: FakeRequest) -> dict[str, Any]:
+    data = req.json
+    req.require(data, "msgtype")
+    msgtype = data["msgtype"]
+    if msgtype not in _FIELDS:
+        raise WeChatFault(40008, "invalid message type")
+    payload = data.get(msgtype)
+    if not isinstance(payload, dict):
+        raise WeChatFault(40035, f"invalid args, missing {msgtype}")
+    req.require(payload, _FIELDS[msgtype])
+    return data
+
+
+def _submit(fake: FakeWeChat, data: dict[str, Any], where: str) -> dict[str, Any]:
+    clientmsgid = data.get("clientmsgid")
+    with LOCK:
+        jobs = mass_jobs(fake)
+        if clientmsgid is not None:
+            if len(str(clientmsgid).encode("utf-8")) > 64:
+                raise WeChatFault(45067, "clientmsgid size out of limit")
+            for msg_id, job in jobs.items():
+                if job["body"].get("clientmsgid") == clientmsgid:
+                    return {"errcode": 45065, "errmsg": "clientmsgid exist", "msg_id": msg_id}
+        msg_id = next_id(fake, "mass", 1_000_000_001)
+        jobs[msg_id] = {"body": data, "status": "SEND_SUCCESS", "endpoint": where}
+    result: dict[str, Any] = {"errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id}
+    if data["msgtype"] == "mpnews":
+        result["msg_data_id"] = msg_id + 1_000_000_000
+    return result
+
+
+@endpoint("POST", "/cgi-bin/message/mass/sendall")
+def _sendall(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
+    data = _message(req)
+    rule = data.get("filter")
+    if not isinstance(rule, dict):
+        raise WeChatFault(40035, "invalid args, missing filter")
+    if not rule.get("is_to_all"):
+        if rule.get("tag_id") in (None, ""):
+            raise WeChatFault(40035, "invalid args, missing tag_id")
+        from .tag import tags
+
+        if int(rule["tag_id"]) not in tags(fake) and int(rule["tag_id"]) not in (0, 1, 2):
+            raise WeChatFault(45159, "invalid tag id")
+    return _submit(fake, data, "sendall")
+
+
+@endpoint("POST", "/cgi-bin/message/mass/send")
+def _send(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
+    data = _message(req)
+    touser = data.get("touser")
+    if not isinstance(touser, list) or not 2 <= len(touser) <= 10_000:
+        raise WeChatFault(40130, "invalid openid list size, at least two openid")
+    for openid in touser:
+        follower(fake, openid)
+    return _submit(fake, data, "send")
+
+
+@endpoint("POST", "/cgi-bin/message/mass/preview")
+def _preview(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
+    data = _message(req)
+    if data.get("touser"):
+        follower(fake, data["touser"])
+    elif not data.get("towxname"):
+        raise WeChatFault(40035, "invalid args, missing touser or towxname")
+    with LOCK:
+        state(fake, "mass_previews", list).append(data)
+    return {"errcode": 0, "errmsg": "preview success", "msg_id": next_id(fake, "mass", 1_000_000_001)}
+
+
+def _job(fake: FakeWeChat, req: FakeRequest) -> tuple[int, dict[str, Any]]:
+    data = req.json
+    try:
+        msg_id = int(data.get("msg_id"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise WeChatFault(40035, "invalid args, missing msg_id")
+    job = mass_jobs(fake).get(msg_id)
+    if job is None:
+        raise WeChatFault(40035, "invalid args, no such msg_id")
+    return msg_id, job
+
+
+@endpoint("POST", "/cgi-bin/message/mass/delete")
+def _delete(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
+    with LOCK:
+        _, job = _job(fake, req)
+        job["status"] = "DELETE"
+    return {"errcode": 0, "errmsg": "ok"}
+
+
+@endpoint("POST", "/cgi-bin/message/mass/get")
+def _status(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
+    msg_id, job = _job(fake, req)
+    return {"msg_id": msg_id, "msg_status": job["status"]}
+
+
+@endpoint("POST", "/cgi-bin/media/uploadvideo")
+def _upload_video(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
+    data = req.json
+    req.require(data, "media_id")
+    from .media import media
+
+    item = media(fake).get(data["media_id"])
+    if item is None or item["type"] != "video":
+        raise WeChatFault(40007, "invalid media_id")
+    new_id = f"MV{next_id(fake, 'media'):08d}"
+    with LOCK:
+        media(fake)[new_id] = {
+            **item,
+            "title": data.get("title", ""),
+            "description": data.get("description", ""),
+        }
+    return {"type": "video", "media_id": new_id, "created_at": int(fake.clock())}

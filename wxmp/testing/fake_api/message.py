@@ -1,0 +1,94 @@
+"""Fake customer-service messages: ``message/custom/send`` and ``message/custom/typing``.
+
+Rules: unknown openid -> 40003; an unfollowed user -> 43004; a closed 48-hour window (see
+:func:`close_window`) -> 45015; unknown msgtype -> 40008; a missing payload field -> 40035; more
+than one news article -> 45008; typing commands other than Typing/CancelTyping -> 45072. Accepted
+messages are kept in ``fake.state["custom_messages"]`` (the bodies as sent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..fake import FakeRequest, FakeWeChat, WeChatFault, endpoint
+from ._util import LOCK, follower, state
+
+__all__ = ["close_window", "open_window", "sent_messages"]
+
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("content",),
+    "image": ("media_id",),
+    "voice": ("media_id",),
+    "video": ("media_id",),
+    "music": ("musicurl", "hqmusicurl", "thumb_media_id"),
+    "news": ("articles",),
+    "mpnews": ("media_id",),
+    "mpnewsarticle": ("article_id",),
+    "msgmenu": ("list",),
+    "wxcard": ("card_id",),
+    "miniprogrampage": ("appid", "pagepath", "thumb_media_id"),
+}
+
+
+def close_window(fake: FakeWeChat, openid: str) -> None:
+    """The user has not interacted for 48 hours: customer-service sends answer 45015."""
+    with LOCK:
+        state(fake, "closed_windows", set).add(openid)
+
+
+def open_window(fake: FakeWeChat, openid: str) -> None:
+    """The user interacted again: the window is open (the default for every user)."""
+    with LOCK:
+        state(fake, "closed_windows", set).discard(openid)
+
+
+def sent_messages(fake: FakeWeChat, openid: str | None = None) -> list[dict[str, Any]]:
+    """The customer-service messages accepted so far (for one user, or all)."""
+    with LOCK:
+        sent = list(state(fake, "custom_messages", list))
+    return [m for m in sent if openid is None or m["touser"] == openid]
+
+
+def _reachable(fake: FakeWeChat, openid: Any) -> None:
+    user = follower(fake, openid)
+    if not user.get("subscribe"):
+        raise WeChatFault(43004, "require subscribe")
+    if openid in state(fake, "closed_windows", set):
+        raise WeChatFault(45015, "response out of time limit or subscription is canceled")
+
+
+@endpoint("POST", "/cgi-bin/message/custom/send")
+def _send(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
+    data = req.json
+    req.require(data, "touser", "msgtype")
+    msgtype = data["msgtype"]
+    if msgtype not in _FIELDS:
+        raise WeChatFault(40008, "invalid message type")
+    payload = data.get(msgtype)
+    if not isinstance(payload, dict):
+        raise WeChatFault(40035, f"invalid args, missing {msgtype}")
+    req.require(payload, *_FIELDS[msgtype])
+    if msgtype == "news" and len(payload["articles"]) > 1:
+        raise WeChatFault(45008, "article size out of limit")
+    _reachable(fake, data["touser"])
+    with LOCK:
+        state(fake, "custom_messages", list).append(data)
+    return {"errcode": 0, "errmsg": "ok"}
+
+
+@endpoint("POST", "/cgi-bin/message/custom/typing")
+def _typing(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
+    data = req.json
+    req.require(data, "touser", "command")
+    if data["command"] not in ("Typing", "CancelTyping"):
+        raise WeChatFault(45072, "command field invalid")
+    _reachable(fake, data["touser"])
+    with LOCK:
+        typing = state(fake, "typing", set)
+        if data["command"] == "Typing":
+            if data["touser"] in typing:
+                raise WeChatFault(45081, "already typing")
+            typing.add(data["touser"])
+        else:
+            typing.discard(data["touser"])
+    return {"errcode": 0, "errmsg": "ok"}
