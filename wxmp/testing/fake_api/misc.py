@@ -42,6 +42,7 @@ def _clear_quota(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
             raise WeChatFault(48006, "forbid to clear quota because of reaching the limit")
         fake.state["clear_quota_used"] = used + 1
         fake.quota_used.clear()
+        fake.state["quota_cleared_at"] = len(fake.requests)
     return {"errcode": 0, "errmsg": "ok"}
 
 
@@ -53,7 +54,11 @@ def _quota(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     if not any(p == path for _, p in _ENDPOINTS):
         raise WeChatFault(76021, "cgi_path not found")
     limit = fake.daily_quota if path == "/cgi-bin/token" else DAILY_LIMIT
-    used = fake.quota_used[path] if path in fake.quota_used else fake.count(path)
+    if path in fake.quota_used:
+        used = fake.quota_used[path]
+    else:  # calls since the last clear_quota
+        since = fake.state.get("quota_cleared_at", 0)
+        used = sum(1 for r in fake.requests[since:] if r.path == path)
     return {
         "errcode": 0,
         "errmsg": "ok",

@@ -16,7 +16,7 @@ from typing import Any
 from ..fake import FakeRequest, FakeWeChat, WeChatFault, endpoint
 from ._util import LOCK, state
 
-__all__ = ["authorize"]
+__all__ = ["authorize", "expire_web_tokens"]
 
 CODE_LIFETIME = 300
 WEB_TOKEN_LIFETIME = 7200
