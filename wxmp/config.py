@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "WXMP_CALLBACK_PATH": "/wechat",
     "WXMP_STABLE_TOKEN": True,
     "WXMP_REFRESHER": None,
-    "WXMP_REFRESH_MARGIN": 0.1,
+    "WXMP_REFRESH_MARGIN": 0.02,
     "WXMP_TIMEOUT": 5.0,
     "WXMP_EXTERNAL_WAIT": 5.0,
     "WXMP_TIMESTAMP_WINDOW": 300,
@@ -53,7 +53,7 @@ class Settings:
     callback_path: str = "/wechat"
     stable_token: bool = True
     refresher: RefresherMode = "off"
-    refresh_margin: float = 0.1
+    refresh_margin: float = 0.02
     timeout: float = 5.0
     external_wait: float = 5.0
     timestamp_window: int = 300

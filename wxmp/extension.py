@@ -89,7 +89,12 @@ class AppState:
 
 
 def _manager(
-    kind: str, fetch: Fetcher | None, settings: Settings, store: SharedStore, sender: object
+    kind: str,
+    fetch: Fetcher | None,
+    settings: Settings,
+    store: SharedStore,
+    sender: object,
+    exclusive: bool = False,
 ) -> TokenManager:
     return TokenManager(
         kind,
@@ -97,6 +102,7 @@ def _manager(
         store,
         appid=settings.appid or "-",
         margin=settings.refresh_margin,
+        exclusive=exclusive,
         lock_ttl=2 * settings.timeout + 1,
         wait=2 * settings.timeout + 2,
         external_wait=settings.external_wait,
@@ -122,7 +128,7 @@ class WxMP:
     ``WXMP_CALLBACK_PATH``       ``/wechat``
     ``WXMP_STABLE_TOKEN``        True: ``/cgi-bin/stable_token``; False: classic ``/cgi-bin/token``
     ``WXMP_REFRESHER``           ``"thread"`` (default with a secret), ``"external"``, or False
-    ``WXMP_REFRESH_MARGIN``      fraction of the lifetime refreshed ahead of expiry (0.1)
+    ``WXMP_REFRESH_MARGIN``      fraction of the lifetime refreshed ahead of expiry (0.02)
     ``WXMP_TIMEOUT``             HTTP timeout to WeChat in seconds (5)
     ``WXMP_EXTERNAL_WAIT``       seconds an external-mode worker waits for a token (5)
     ``WXMP_TIMESTAMP_WINDOW``    callback timestamps older or newer than this are refused (300)
@@ -168,7 +174,7 @@ class WxMP:
             def fetch(force: bool) -> tuple[str, int]:
                 return client.fetch_access_token(appid, secret, stable=stable, force=force)
 
-        access = _manager("access_token", fetch, settings, store, self)
+        access = _manager("access_token", fetch, settings, store, self, exclusive=not settings.stable_token)
         client.token = access if settings.appid else None
         refresher = Refresher([access]) if settings.refresher == "thread" else None
         state = AppState(settings, store, client, access, refresher, self)

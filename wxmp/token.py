@@ -131,7 +131,8 @@ class TokenManager:
         store: SharedStore,
         *,
         appid: str,
-        margin: float = 0.1,
+        margin: float = 0.02,
+        exclusive: bool = False,
         lock_ttl: float = 15.0,
         wait: float = 10.0,
         external_wait: float = 5.0,
@@ -145,6 +146,7 @@ class TokenManager:
         self.store = store
         self.key = f"{appid}:{kind}"
         self.margin = margin
+        self.exclusive = exclusive
         self.lock_ttl = lock_ttl
         self.wait = wait
         self.external_wait = external_wait
@@ -339,10 +341,10 @@ class TokenManager:
                             return local
                     try:
                         return self._fetch_and_store(previous=entry, force=force, reject=reject)
+                    except _FATAL:
+                        raise
                     except (ApiError, WxMPError):
-                        if isinstance(self._last_error, _FATAL):
-                            raise
-                        continue  # backoff decides whether to wait or give up
+                        continue  # the backoff now decides whether to wait or give up
                 finally:
                     lock.release()
                     force = False
@@ -356,6 +358,7 @@ class TokenManager:
         self, previous: TokenEntry | None, force: bool, reject: str | None = None
     ) -> TokenEntry:
         assert self._fetch is not None
+        self._guard_degraded_fetch()
         try:
             value, expires_in = self._fetch(False)
             # stable_token hands back the same token while it is valid: ask for a new one when the
@@ -401,6 +404,21 @@ class TokenManager:
                     host=entry.host, pid=entry.pid,
                 )  # fmt: skip
         return entry
+
+    def _guard_degraded_fetch(self) -> None:
+        """Without the shared cache, processes cannot coordinate. When each fetch kills the previous
+        token (the classic endpoint), they would kill each other's tokens in a loop that burns the
+        daily quota, so a process then fetches at most once per quarter lifetime."""
+        local = self._local
+        if self.cache_ok or not self.exclusive or local is None:
+            return
+        now = self.clock()
+        if now - local.fetched_at < (local.expires_at - local.fetched_at) / 4:
+            self.backoff.failed(now)
+            raise TokenUnavailableError(
+                f"{self.kind}: the shared cache is down and a classic token was fetched "
+                f"{now - local.fetched_at:.0f}s ago; not fetching again yet to protect the daily quota"
+            )
 
     def _count_fetch(self) -> None:
         day = time.strftime("%Y%m%d", time.gmtime(self.clock() + 8 * 3600))  # WeChat's day is Beijing's
