@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from cachelib import SimpleCache
 
@@ -155,7 +155,7 @@ class Callback:
             signals.signature_refused.send(self.sender, reason=reason, remote_addr=remote)
 
     def _query(self, environ: dict[str, Any]) -> dict[str, str]:
-        return dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        return _parse_query(environ.get("QUERY_STRING", ""))
 
     def _verify(self, query: dict[str, str]) -> None:
         try:
@@ -269,6 +269,19 @@ class Callback:
         if signals.reply_sent.receivers:
             signals.reply_sent.send(self.sender, message=msg, reply=value)
         return reply
+
+
+def _parse_query(qs: str) -> dict[str, str]:
+    """A query string as a dict (first value wins); unquotes only the parts that need it."""
+    out: dict[str, str] = {}
+    for part in qs.split("&"):
+        name, _, value = part.partition("=")
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        out.setdefault(name, value)
+    return out
 
 
 def _answer(start_response: StartResponse, status: int, content_type: str, body: bytes) -> list[bytes]:
