@@ -29,7 +29,7 @@ def _echo(fake, req):
 @endpoint("GET", "/test/plain-json", auth=False)
 def _plain_json(fake, req):
     # WeChat sometimes labels JSON text/plain, with raw control characters inside strings.
-    return Response('{"errcode":0,"msg":"a\tb"}'.encode(), content_type="text/plain")
+    return Response(b'{"errcode":0,"msg":"a\tb"}', content_type="text/plain")
 
 
 @endpoint("GET", "/test/bytes", auth=False)

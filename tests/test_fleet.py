@@ -123,7 +123,9 @@ signal.pause()
 @pytest.mark.parametrize("backend", ["filesystem", "redis"])
 def test_worker_killed_while_holding_the_lock(fake, tmp_path, request, backend):
     cache = (
-        f"filesystem:{tmp_path / 'cache'}" if backend == "filesystem" else request.getfixturevalue("redis_url")
+        f"filesystem:{tmp_path / 'cache'}"
+        if backend == "filesystem"
+        else request.getfixturevalue("redis_url")
     )
     fleet = Fleet(fake, tmp_path, cache, WXMP_STABLE_TOKEN=False)
     fleet.start(n=3, duration=8)

@@ -303,3 +303,27 @@ def test_no_secret_or_token_in_any_log_record(fake, clock, caplog):
     assert fake.secret not in text
     for token in tokens:
         assert token not in text
+
+
+def test_classic_tokens_are_not_refetched_in_a_loop_while_the_cache_is_down(fake, clock, tmp_path):
+    # Two processes that cannot see a shared cache kill each other's classic tokens; without a
+    # guard, each 40001 would fetch again and burn the 2000/day quota in minutes.
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    a, client_a = manager(
+        fake, clock, stable=False, exclusive=True, store=SharedStore(resolve_cache(dead, str(tmp_path)))
+    )
+    b, client_b = manager(
+        fake, clock, stable=False, exclusive=True, store=SharedStore(resolve_cache(dead, str(tmp_path)))
+    )
+    failures = 0
+    for _ in range(50):
+        for client in (client_a, client_b):
+            try:
+                user_info(client)
+            except (TokenInvalidError, TokenUnavailableError):
+                failures += 1
+    assert fake.count(TOKEN) <= 3
+    assert failures > 0  # the price of an outage on the classic endpoint, documented
+    clock.advance(26)  # a quarter lifetime later, one more fetch each is allowed
+    user_info(client_a)
+    assert fake.count(TOKEN) <= 5
