@@ -327,3 +327,31 @@ class TestWithWxMP:
         app, wx = self.make(tmp_path, WXMP_CALLBACK_PATH="/mp/callback")
         wx.on()(lambda msg: "ok")
         assert WeChatUser(app, TOKEN, path="/mp/callback").send_text("x") == TextReply("ok")
+
+
+def test_echobot_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+    import time
+    from pathlib import Path
+
+    monkeypatch.setenv("WXMP_CACHE", "simple")
+    path = Path(__file__).resolve().parent.parent / "examples" / "echobot.py"
+    spec = importlib.util.spec_from_file_location("echobot_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "echobot_example", module)
+    spec.loader.exec_module(module)
+
+    clock = FakeClock(time.time())
+    user = WeChatUser(module.app, "wxmpdemo", clock=clock)
+    assert user.verify("ok") == "ok"
+    assert "Welcome" in user.subscribe().content  # type: ignore[union-attr]
+    clock.advance(1)
+    assert "scene 42" in user.subscribe(scene=42).content  # type: ignore[union-attr]
+    assert user.send_text("ping") == TextReply("ping")
+    assert "echo" in user.send_text("help").content  # type: ignore[union-attr]
+    assert user.click("V1001_HELLO") == TextReply("Hello from the menu!")
+    assert user.send_image(media_id="MEDIA42") == ImageReply("MEDIA42")
+    assert "23.13452, 113.35880" in user.send_location(23.134521, 113.358803, label="天河").content  # type: ignore[union-attr]
+    assert module.app.test_client().get("/").status_code == 200
