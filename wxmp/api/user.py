@@ -65,14 +65,18 @@ def _pages(fetch: Any, cursor: str | None) -> Iterator[str]:
     """Follow ``next_openid`` through WeChat's openid pages.
 
     An empty page has no ``data`` key, and the last full page may still carry a ``next_openid``
-    (wechat-api.md §5.3): stop on a missing ``data``, ``count == 0`` or an empty cursor.
+    (wechat-api.md §5.3): stop on a missing ``data``, ``count == 0`` or an empty cursor, and,
+    when the page says how many there are (``total``), as soon as all of them were seen.
     """
+    seen = 0
     while True:
         page = fetch(cursor)
         data = page.get("data")
         if not data or not page.get("count"):
             return
-        yield from data.get("openid", [])
+        openids = data.get("openid", [])
+        yield from openids
+        seen += len(openids)
         cursor = page.get("next_openid")
-        if not cursor:
+        if not cursor or ("total" in page and seen >= int(page["total"])):
             return
