@@ -1,0 +1,163 @@
+"""wx.mass over real HTTP against FakeWeChat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wxmp import ApiError, InvalidOpenIDError
+from wxmp.testing import FakeWeChat
+from wxmp.testing.fake_api.mass import mass_jobs
+from wxmp.testing.fake_api.user import add_followers
+
+SENDALL = "/cgi-bin/message/mass/sendall"
+SEND = "/cgi-bin/message/mass/send"
+
+
+@pytest.fixture
+def wx(fake_wechat: FakeWeChat, make_app: Any) -> Any:
+    return make_app(fake_wechat)[1]
+
+
+def test_send_text_to_everyone(wx: Any, fake_wechat: FakeWeChat) -> None:
+    result = wx.mass.send_text("群发中文", to_all=True)
+    assert result["errmsg"] == "send job submission success"
+    (call,) = fake_wechat.calls(SENDALL)
+    assert call.method == "POST" and call.args["access_token"] == wx.access_token
+    assert call.json == {
+        "msgtype": "text",
+        "text": {"content": "群发中文"},
+        "filter": {"is_to_all": True},
+        "send_ignore_reprint": 0,
+    }
+    assert "群发中文".encode() in call.body and b"\\u" not in call.body
+    assert mass_jobs(fake_wechat)[result["msg_id"]]["endpoint"] == "sendall"
+
+
+def test_send_to_a_tag(wx: Any, fake_wechat: FakeWeChat) -> None:
+    tag_id = wx.tag.create("VIP")["tag"]["id"]
+    result = wx.mass.send_mpnews("NEWS1", tag_id=tag_id, send_ignore_reprint=True, clientmsgid="job-1")
+    assert "msg_data_id" in result
+    assert fake_wechat.calls(SENDALL)[0].json == {
+        "msgtype": "mpnews",
+        "mpnews": {"media_id": "NEWS1"},
+        "filter": {"is_to_all": False, "tag_id": tag_id},
+        "send_ignore_reprint": 1,
+        "clientmsgid": "job-1",
+    }
+    with pytest.raises(ApiError) as info:  # WeChat refuses a reused clientmsgid
+        wx.mass.send_mpnews("NEWS1", tag_id=tag_id, clientmsgid="job-1")
+    assert info.value.errcode == 45065
+
+
+def test_send_to_openids_uses_send(wx: Any, fake_wechat: FakeWeChat) -> None:
+    openids = add_followers(fake_wechat, 3)
+    result = wx.mass.send_image("IMG1", openids=iter(openids))
+    (call,) = fake_wechat.calls(SEND)
+    assert call.json == {
+        "msgtype": "image",
+        "image": {"media_id": "IMG1"},
+        "touser": openids,
+        "send_ignore_reprint": 0,
+    }
+    assert fake_wechat.count(SENDALL) == 0
+    assert mass_jobs(fake_wechat)[result["msg_id"]]["endpoint"] == "send"
+
+
+@pytest.mark.parametrize(
+    ("method", "arg", "msgtype", "payload"),
+    [
+        ("send_voice", "V1", "voice", {"media_id": "V1"}),
+        ("send_mpvideo", "MV1", "mpvideo", {"media_id": "MV1"}),
+        ("send_wxcard", "CARD1", "wxcard", {"card_id": "CARD1"}),
+    ],
+)
+def test_siblings(
+    wx: Any, fake_wechat: FakeWeChat, method: str, arg: str, msgtype: str, payload: Any
+) -> None:
+    getattr(wx.mass, method)(arg, to_all=True)
+    assert fake_wechat.calls(SENDALL)[0].json[msgtype] == payload
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"openids": ["oA"]}, "1 openids; WeChat needs 2 to 10000"),
+        ({"openids": "oA"}, "1 openids"),
+        ({"openids": [f"o{i}" for i in range(10_001)]}, "10001 openids"),
+        ({}, "say who receives it"),
+        ({"to_all": True, "tag_id": 3}, "drop tag_id"),
+        ({"openids": ["oA", "oB"], "to_all": True}, "not both"),
+        ({"to_all": True, "clientmsgid": "x" * 65}, "clientmsgid"),
+    ],
+)
+def test_local_validation(wx: Any, fake_wechat: FakeWeChat, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        wx.mass.send_text("hi", **kwargs)
+    assert fake_wechat.count(SEND) + fake_wechat.count(SENDALL) == 0
+
+
+def test_fake_answers_40130_to_a_single_openid(wx: Any, fake_wechat: FakeWeChat) -> None:
+    add_followers(fake_wechat, 1)
+    body = {"touser": ["oFAKE000001"], "msgtype": "text", "text": {"content": "x"}}
+    with pytest.raises(ApiError) as info:
+        wx.client.post(SEND, body)
+    assert info.value.errcode == 40130
+
+
+def test_unknown_openid_and_unknown_tag(wx: Any, fake_wechat: FakeWeChat) -> None:
+    with pytest.raises(InvalidOpenIDError):
+        wx.mass.send_text("hi", openids=["oX", "oY"])
+    with pytest.raises(ApiError) as info:
+        wx.mass.send_text("hi", tag_id=999)
+    assert info.value.errcode == 45159
+
+
+def test_preview_delete_status(wx: Any, fake_wechat: FakeWeChat) -> None:
+    fake_wechat.add_user("oADMIN")
+    wx.mass.preview("oADMIN", text="预览")
+    wx.mass.preview(wxname="admin_wechat_id", mpnews="NEWS1")
+    calls = fake_wechat.calls("/cgi-bin/message/mass/preview")
+    assert [c.json for c in calls] == [
+        {"msgtype": "text", "text": {"content": "预览"}, "touser": "oADMIN"},
+        {"msgtype": "mpnews", "mpnews": {"media_id": "NEWS1"}, "towxname": "admin_wechat_id"},
+    ]
+    assert "预览".encode() in calls[0].body
+
+    msg_id = wx.mass.send_mpnews("NEWS1", to_all=True)["msg_id"]
+    assert wx.mass.status(msg_id) == {"msg_id": msg_id, "msg_status": "SEND_SUCCESS"}
+    assert fake_wechat.calls("/cgi-bin/message/mass/get")[0].json == {"msg_id": msg_id}
+    wx.mass.delete(msg_id, article_idx=2)
+    assert fake_wechat.calls("/cgi-bin/message/mass/delete")[0].json == {"msg_id": msg_id, "article_idx": 2}
+    assert wx.mass.status(msg_id)["msg_status"] == "DELETE"
+    with pytest.raises(ApiError):
+        wx.mass.status(123)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"openid": "oA"}, "exactly one of text"),
+        ({"openid": "oA", "text": "a", "mpnews": "b"}, "exactly one of text"),
+        ({"text": "a"}, "openid or wxname"),
+        ({"openid": "oA", "wxname": "x", "text": "a"}, "openid or wxname"),
+    ],
+)
+def test_preview_needs_one_target_and_one_message(
+    wx: Any, fake_wechat: FakeWeChat, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        wx.mass.preview(**kwargs)
+    assert fake_wechat.count("/cgi-bin/message/mass/preview") == 0
+
+
+def test_upload_video_for_mass(wx: Any, fake_wechat: FakeWeChat) -> None:
+    media_id = wx.media.upload("video", b"\x00\x00\x00\x18ftypmp42", filename="clip.mp4")["media_id"]
+    result = wx.mass.upload_video(media_id, "标题", "描述")
+    assert fake_wechat.calls("/cgi-bin/media/uploadvideo")[0].json == {
+        "media_id": media_id,
+        "title": "标题",
+        "description": "描述",
+    }
+    wx.mass.send_mpvideo(result["media_id"], to_all=True)
