@@ -149,10 +149,8 @@ def wechatpy_app(safe: bool) -> WSGI:
         if safe:
             data = crypto.decrypt_message(data, args.get("msg_signature", ""), timestamp, nonce)
         msg = parse_message(data)
-        if msg.type == "text":
-            xml = create_reply(f"you said: {msg.content}", msg).render()
-        else:
-            xml = "success"
+        reply = create_reply(f"you said: {msg.content}", msg) if msg.type == "text" else None
+        xml = reply.render() if reply is not None else "success"
         if safe:
             xml = crypto.encrypt_message(xml, nonce, timestamp)
         return flask.Response(xml, content_type="application/xml")
@@ -173,9 +171,7 @@ def werobot_app() -> WSGI:
     return robot.wsgi
 
 
-def bench(
-    label: str, contenders: dict[str, WSGI], safe: bool, n: int, rounds: int
-) -> dict[str, float]:
+def bench(label: str, contenders: dict[str, WSGI], safe: bool, n: int, rounds: int) -> dict[str, float]:
     best = {name: float("inf") for name in contenders}
     next_id = 10**15
     for _ in range(rounds):
@@ -190,7 +186,9 @@ def bench(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cache", choices=["simple", "filesystem"], default="simple")
@@ -212,7 +210,11 @@ def main() -> None:
 
     plain = bench(
         "plaintext mode",
-        {"wxmp": wxmp_app(False, args.cache), "flask+wechatpy": wechatpy_app(False), "werobot": werobot_app()},
+        {
+            "wxmp": wxmp_app(False, args.cache),
+            "flask+wechatpy": wechatpy_app(False),
+            "werobot": werobot_app(),
+        },
         False,
         args.requests,
         args.rounds,
