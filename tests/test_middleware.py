@@ -355,3 +355,27 @@ def test_echobot_example(monkeypatch: pytest.MonkeyPatch) -> None:
     assert user.send_image(media_id="MEDIA42") == ImageReply("MEDIA42")
     assert "23.13452, 113.35880" in user.send_location(23.134521, 113.358803, label="天河").content  # type: ignore[union-attr]
     assert module.app.test_client().get("/").status_code == 200
+
+
+def test_wechat_user_over_real_http(clock: FakeClock) -> None:
+    import threading
+
+    from werkzeug.serving import make_server
+
+    cb = Callback(TOKEN, AES_KEY, APPID, clock=clock)
+    cb.on("text")(lambda msg: f"over http: {msg.content}")
+    server = make_server("127.0.0.1", 0, cb, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        for mode in ("plain", "safe"):
+            user = user_for(base, clock, mode)
+            assert user.send_text("中文") == TextReply("over http: 中文")
+            assert user.verify("e") == "e"
+        with pytest.raises(CallbackRefused) as info:
+            user_for(base, FakeClock(NOW - 1000)).send_text("stale")
+        assert info.value.status == 403
+    finally:
+        server.shutdown()
+        server.server_close()
