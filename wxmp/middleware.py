@@ -39,7 +39,7 @@ from .replies import TextReply, reply_for
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["Callback", "install"]
+__all__ = ["Callback", "CallbackMiddleware", "install"]
 
 log = logging.getLogger("wxmp.callback")
 
@@ -269,6 +269,10 @@ class Callback:
         if signals.reply_sent.receivers:
             signals.reply_sent.send(self.sender, message=msg, reply=value)
         return reply
+
+
+#: The name design.md uses for the same class.
+CallbackMiddleware = Callback
 
 
 def _parse_query(qs: str) -> dict[str, str]:
