@@ -16,7 +16,8 @@ _PATH_RE = re.compile(r"^/[^?#\s]*$")
 
 #: Every key with its default; ``init_app`` writes them into ``app.config`` with ``setdefault`` so
 #: the effective configuration is visible there. ``WXMP_REFRESHER`` and ``WXMP_SANDBOX`` default to
-#: None, meaning "decide from whether a secret is configured".
+#: None, meaning "decide from whether a secret is configured" (the sandbox also needs a development
+#: app: see :meth:`Settings.from_mapping`).
 DEFAULTS: dict[str, Any] = {
     "WXMP_APPID": None,
     "WXMP_SECRET": None,
@@ -70,15 +71,26 @@ class Settings:
         return bool(self.appid and self.secret) and self.refresher != "external"
 
     @classmethod
-    def from_mapping(cls, config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Settings:
-        """Validate ``WXMP_*`` keys of ``config`` (``overrides`` win, by key or lowercase name)."""
+    def from_mapping(
+        cls,
+        config: Mapping[str, Any],
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        development: bool = False,
+    ) -> Settings:
+        """Validate ``WXMP_*`` keys of ``config`` (``overrides`` win, by key or lowercase name).
+
+        ``WXMP_SANDBOX`` left unset (None) turns the sandbox on only when no secret is configured
+        and ``development`` is true (``init_app`` passes ``app.debug or app.testing``): never by
+        default in production.
+        """
         values = {**DEFAULTS, **{k: config[k] for k in DEFAULTS if k in config}}
         for name, value in (overrides or {}).items():
             key = name if name.startswith("WXMP_") else "WXMP_" + name.upper()
             if key not in DEFAULTS:
                 raise ConfigError(key, "unknown setting")
             values[key] = value
-        return cls(**_validate(values))
+        return cls(**_validate(values, development))
 
     def store_defaults(self, config: MutableMapping[str, Any]) -> None:
         """Make the effective values visible in ``app.config`` without overwriting user keys."""
@@ -104,7 +116,7 @@ def _number(values: Mapping[str, Any], key: str, low: float, high: float) -> flo
     return value
 
 
-def _validate(values: Mapping[str, Any]) -> dict[str, Any]:
+def _validate(values: Mapping[str, Any], development: bool = False) -> dict[str, Any]:
     appid = _opt_str(values, "WXMP_APPID")
     secret = _opt_str(values, "WXMP_SECRET")
     token = _opt_str(values, "WXMP_TOKEN")
@@ -141,7 +153,9 @@ def _validate(values: Mapping[str, Any]) -> dict[str, Any]:
 
     sandbox = values["WXMP_SANDBOX"]
     if sandbox is None:
-        sandbox = False
+        sandbox = development and secret is None
+    elif isinstance(sandbox, str):  # from an environment variable
+        sandbox = sandbox.strip().lower() in ("1", "true", "yes", "on")
     check = values["WXMP_STATUS_CHECK"]
     if check is not None and not callable(check):
         raise ConfigError("WXMP_STATUS_CHECK", "must be a callable returning True to allow access")
