@@ -142,7 +142,7 @@ class ApiClient:
     def fetch_access_token(self, appid: str, secret: str, *, stable: bool, force: bool) -> tuple[str, int]:
         """Fetch a token from ``/cgi-bin/stable_token`` (POST JSON) or ``/cgi-bin/token`` (GET)."""
         if stable:
-            body = {"grant_type": "client_credential", "appid": appid, "secret": secret}
+            body: dict[str, Any] = {"grant_type": "client_credential", "appid": appid, "secret": secret}
             if force:
                 body["force_refresh"] = True
             result = self.request("POST", "/cgi-bin/stable_token", json=body, auth=False)
