@@ -1,0 +1,75 @@
+"""wx.misc over real HTTP against FakeWeChat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wxmp import ApiError, QuotaExceededError
+from wxmp.testing import FakeWeChat
+from wxmp.testing.fake_api.misc import CALLBACK_IPS, DOMAIN_IPS
+
+
+@pytest.fixture
+def wx(fake_wechat: FakeWeChat, make_app: Any) -> Any:
+    return make_app(fake_wechat, WXMP_STABLE_TOKEN=False)[1]
+
+
+def test_ip_lists(wx: Any, fake_wechat: FakeWeChat) -> None:
+    assert wx.misc.get_callback_ip() == CALLBACK_IPS
+    assert wx.get_callback_ip() == CALLBACK_IPS  # the extension's shortcut
+    fake_wechat.state["api_domain_ips"] = ["1.2.3.4"]
+    assert wx.misc.get_api_domain_ip() == ["1.2.3.4"]
+    assert DOMAIN_IPS
+    call = fake_wechat.calls("/cgi-bin/getcallbackip")[0]
+    assert call.method == "GET" and call.args == {"access_token": wx.access_token}
+    assert fake_wechat.calls("/cgi-bin/get_api_domain_ip")[0].method == "GET"
+
+
+def test_clear_quota_lifts_the_token_quota(fake_wechat: FakeWeChat, make_app: Any) -> None:
+    fake_wechat.daily_quota = 1
+    _, wx = make_app(fake_wechat, WXMP_STABLE_TOKEN=False, WXMP_REFRESHER=False)
+    assert wx.access_token  # the one classic fetch the quota allows
+
+    def fetch() -> tuple[str, int]:
+        return wx.client.fetch_access_token(fake_wechat.appid, fake_wechat.secret, stable=False, force=False)
+
+    with pytest.raises(QuotaExceededError):
+        fetch()
+    wx.misc.clear_quota()  # still works: the token in hand stays valid
+    assert fetch()[0]
+
+
+def test_clear_quota_helper(wx: Any, fake_wechat: FakeWeChat) -> None:
+    assert wx.misc.clear_quota() == {"errcode": 0, "errmsg": "ok"}
+    assert wx.clear_quota()["errcode"] == 0
+    (call, _) = fake_wechat.calls("/cgi-bin/clear_quota")
+    assert call.method == "POST" and call.json == {"appid": fake_wechat.appid}
+    assert call.args == {"access_token": wx.access_token}
+    assert fake_wechat.quota_used["/cgi-bin/token"] == 0
+
+
+def test_clear_quota_runs_out(wx: Any) -> None:
+    for _ in range(10):
+        wx.misc.clear_quota()
+    with pytest.raises(ApiError) as info:
+        wx.misc.clear_quota()
+    assert info.value.errcode == 48006
+
+
+def test_get_quota(wx: Any, fake_wechat: FakeWeChat) -> None:
+    fake_wechat.add_user("oA")
+    for _ in range(3):
+        wx.message.send_text("oA", "hi")
+    quota = wx.misc.get_quota("/cgi-bin/message/custom/send")
+    assert quota["used"] == 3 and quota["remain"] == quota["daily_limit"] - 3
+    (call,) = fake_wechat.calls("/cgi-bin/openapi/quota/get")
+    assert call.json == {"cgi_path": "/cgi-bin/message/custom/send"}
+    assert wx.misc.get_quota("/cgi-bin/token")["daily_limit"] == fake_wechat.daily_quota
+
+    wx.misc.clear_quota()
+    assert wx.misc.get_quota("/cgi-bin/message/custom/send")["used"] == 0
+    with pytest.raises(ApiError) as info:
+        wx.misc.get_quota("/cgi-bin/no/such/api")
+    assert info.value.errcode == 76021
