@@ -135,7 +135,8 @@ class WxMP:
     ``WXMP_MAX_BODY``            callback body cap in bytes (1 MiB)
     ``WXMP_DEDUP``               deduplicate WeChat's retries on the shared cache (True)
     ``WXMP_DEDUP_TTL``           how long a message id is remembered (300)
-    ``WXMP_SANDBOX``             serve the local sandbox chat page (off)
+    ``WXMP_SANDBOX``             serve the sandbox chat page on a local fake WeChat API (default:
+                                 on only for a debug/testing app without a secret)
     ``WXMP_STATUS``              serve /wxmp/status (off); ``WXMP_STATUS_CHECK`` guards it
     ============================ ==========================================================
     """
@@ -161,7 +162,11 @@ class WxMP:
                 "A WxMP instance is already registered on this app. Call init_app once per app; "
                 "reach the existing one with app.extensions['wxmp']."
             )
-        settings = Settings.from_mapping(app.config, self._overrides)
+        settings = Settings.from_mapping(app.config, self._overrides, development=app.debug or app.testing)
+        if settings.sandbox:
+            from .sandbox import prepare
+
+            settings = prepare(app, settings)  # a local FakeWeChat answers every API call
         settings.store_defaults(app.config)
         cache = resolve_cache(settings.cache, os.path.join(app.instance_path, "wxmp-cache"))
         store = SharedStore(cache, namespace=f"wxmp:{settings.appid or '-'}")
@@ -191,10 +196,13 @@ class WxMP:
             refresher.start()
 
     def stop(self) -> None:
-        """Stop the refresher threads of every app this extension serves."""
-        for state in self._states.values():
+        """Stop the refresher threads (and sandbox fakes) of every app this extension serves."""
+        for app, state in self._states.items():
             if state.refresher is not None:
                 state.refresher.stop()
+            sandbox = app.extensions.get("wxmp.sandbox")
+            if sandbox is not None:
+                sandbox.stop()
 
     def state(self, app: Flask | None = None) -> AppState:
         """The per-app state: ``app``, the app given to the constructor, or ``current_app``."""
