@@ -1,0 +1,490 @@
+"""The sandbox: chat with your bot in a browser, with no WeChat account.
+
+With ``WXMP_SANDBOX`` on, :func:`prepare` starts a :class:`~wxmp.testing.FakeWeChat` in-process and
+points the app's API client at it (appid, secret and API base are the fake's), so ``wx.menu.create``,
+``wx.message.send_text`` and friends work in handlers without credentials. :func:`register` adds
+the chat page at ``/wxmp/sandbox``: every action there (text, location, image, menu taps, follow and
+unfollow) is sent through the app's real callback, signed, and encrypted when an AES key is set, as
+WeChat would send it; replies, customer-service messages and mass sends made through the fake show
+up in the conversation, and a panel shows the raw XML of each exchange.
+
+The default (``WXMP_SANDBOX`` unset) is on only for a development app (``app.debug`` or
+``app.testing``, e.g. ``flask run --debug`` or ``FLASK_DEBUG=1``) that has no ``WXMP_SECRET``:
+never by default in production. ``register`` also mounts the status page (:mod:`wxmp.status`)
+when ``WXMP_STATUS`` is on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import io
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request, url_for
+
+from .crypto import check_signature
+from .messages import parse_fields
+from .replies import (
+    ImageReply,
+    MusicReply,
+    NewsReply,
+    Reply,
+    TextReply,
+    TransferCustomerServiceReply,
+    VideoReply,
+    VoiceReply,
+    parse_reply,
+)
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .extension import AppState
+    from .testing.fake import FakeWeChat
+
+__all__ = ["SANDBOX_TOKEN", "Sandbox", "prepare", "register", "templates_dir"]
+
+log = logging.getLogger("wxmp.sandbox")
+
+#: The callback Token used when the app configures none (the sandbox needs a callback to talk to).
+SANDBOX_TOKEN = "wxmpsandbox"  # noqa: S105 (a local fake's Token, not a secret)
+SANDBOX_APPID = "wx00000000sandbox"
+SANDBOX_OPENID = "oSandboxUser000000000000000"
+SANDBOX_ACCOUNT = "gh_wxmpsandbox"
+SANDBOX_IMAGE = "SANDBOX_IMAGE"
+
+_ASSETS = {"wxmp.css": "text/css", "wxmp_sandbox.js": "text/javascript"}
+_SAMPLE_SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="240" height="160" viewBox="0 0 240 160">'
+    b'<rect width="240" height="160" fill="#9fd6ff"/><circle cx="190" cy="40" r="22" fill="#ffd23f"/>'
+    b'<path d="M0 160 L80 70 L130 125 L165 95 L240 160 Z" fill="#3a9b5c"/></svg>'
+)
+
+
+def templates_dir() -> Path:
+    """The folder holding the sandbox and status templates.
+
+    An installed wheel ships them as the data package ``wxmp._templates``; a source checkout has
+    them in ``<repo>/templates``.
+    """
+    try:
+        resources = importlib.resources.files("wxmp._templates")
+        for entry in resources.iterdir():  # works for a Path and a namespace MultiplexedPath
+            if entry.name == "wxmp_sandbox.html":
+                return Path(str(entry)).parent
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        pass
+    source = Path(__file__).resolve().parent.parent / "templates"
+    if (source / "wxmp_sandbox.html").is_file():
+        return source
+    raise RuntimeError("wxmp templates not found: reinstall wxmp (they ship as wxmp._templates)")
+
+
+# -- set-up --------------------------------------------------------------------------------------
+
+
+def prepare(app: Flask, settings: Settings) -> Settings:
+    """Start the sandbox's FakeWeChat and return ``settings`` pointed at it.
+
+    Called by ``WxMP.init_app`` before the API client is built. The account's appid is kept when
+    one is configured (so an AES key keeps working); the secret and API base become the fake's; a
+    callback Token and a process-local cache are supplied when none are configured.
+    """
+    from .testing.fake import FakeWeChat
+
+    if settings.secret:
+        log.warning("WXMP_SANDBOX is on: API calls go to a local fake WeChat, not %s", settings.api_base)
+    fake = FakeWeChat(appid=settings.appid or SANDBOX_APPID).start()
+    sandbox = Sandbox(fake)
+    app.extensions["wxmp.sandbox"] = sandbox
+    changes: dict[str, Any] = {"appid": fake.appid, "secret": fake.secret, "api_base": fake.url}
+    if settings.token is None:
+        changes["token"] = SANDBOX_TOKEN
+    if settings.cache is None:
+        # The fake's tokens die with the process: keep them out of the shared filesystem cache.
+        changes["cache"] = "simple"
+    for name, value in changes.items():
+        app.config["WXMP_" + name.upper()] = value
+    return dataclasses.replace(settings, **changes)
+
+
+def register(app: Flask, state: AppState) -> None:
+    """Mount the sandbox and status pages that the settings enable (called by ``init_app``)."""
+    if state.settings.status:
+        from .status import register as register_status
+
+        register_status(app, state)
+    sandbox = app.extensions.get("wxmp.sandbox")
+    if state.settings.status or sandbox is not None:
+        app.register_blueprint(_assets())
+    if not state.settings.sandbox or sandbox is None:
+        return
+    app.register_blueprint(_blueprint())
+    log.info("wxmp sandbox at /wxmp/sandbox (API calls answered by %s)", sandbox.fake.url)
+
+
+# -- the conversation ----------------------------------------------------------------------------
+
+
+class Sandbox:
+    """One simulated follower's conversation with the bot, and the fake WeChat behind it."""
+
+    def __init__(
+        self, fake: FakeWeChat, openid: str = SANDBOX_OPENID, account: str = SANDBOX_ACCOUNT
+    ) -> None:
+        self.fake = fake
+        self.openid = openid
+        self.account = account
+        self.items: list[dict[str, Any]] = []
+        self._lock = threading.RLock()
+        self._seen = {"custom": 0, "preview": 0, "mass": 0}
+        fake.add_user(openid, nickname="Sandbox user")
+        from .testing.fake_api.media import media
+
+        media(fake)[SANDBOX_IMAGE] = {
+            "type": "image",
+            "content": _SAMPLE_SVG,
+            "filename": "sample.svg",
+            "content_type": "image/svg+xml",
+            "created_at": time.time() + 10 * 365 * 86400,  # never expires in the fake
+        }
+
+    def __repr__(self) -> str:
+        return f"<Sandbox {self.openid} on {self.fake!r}>"
+
+    def stop(self) -> None:
+        self.fake.stop()
+
+    # -- state shown on the page ----------------------------------------------------------------
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self.fake.users.get(self.openid, {}).get("subscribe"))
+
+    def menu(self) -> list[dict[str, Any]] | None:
+        """The default menu pushed to the fake (``wx.menu.create``), or None."""
+        default = (self.fake.state.get("menu") or {}).get("default")
+        return list(default["button"]) if default else None
+
+    def since(self, after: int) -> list[dict[str, Any]]:
+        """Items newer than id ``after``, after collecting what handlers pushed through the fake."""
+        with self._lock:
+            self.collect()
+            return [item for item in self.items if item["id"] > after]
+
+    def _add(self, side: str, kind: str, data: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        item = {"id": len(self.items) + 1, "side": side, "kind": kind, "time": time.time(), **data, **extra}
+        self.items.append(item)
+        return item
+
+    # -- what handlers sent through the API -------------------------------------------------------
+
+    def collect(self) -> None:
+        """Turn new customer-service messages, previews and mass sends for our user into items."""
+        from .testing.fake_api._util import LOCK
+
+        with self._lock, LOCK:
+            state = self.fake.state
+            custom = state.get("custom_messages", [])
+            for body in custom[self._seen["custom"] :]:
+                if body.get("touser") == self.openid:
+                    self._push(body, "customer service")
+            self._seen["custom"] = len(custom)
+            previews = state.get("mass_previews", [])
+            for body in previews[self._seen["preview"] :]:
+                if body.get("touser") == self.openid:
+                    self._push(body, "mass preview")
+            self._seen["preview"] = len(previews)
+            jobs = list(state.get("mass_jobs", {}).values())
+            for job in jobs[self._seen["mass"] :]:
+                body = job["body"]
+                to = body.get("touser")
+                if job["endpoint"] == "sendall" or (isinstance(to, list) and self.openid in to):
+                    self._push(body, "mass")
+            self._seen["mass"] = len(jobs)
+
+    def _push(self, body: Mapping[str, Any], via: str) -> None:
+        kind = body.get("msgtype", "")
+        payload = body.get(kind) or {}
+        if kind == "text":
+            self._add("bot", "text", {"content": payload.get("content", "")}, via=via)
+        elif kind in ("image", "voice"):
+            self._add("bot", kind, self._media(payload.get("media_id", "")), via=via)
+        elif kind == "video":
+            data = {**self._media(payload.get("media_id", "")), "title": payload.get("title")}
+            self._add("bot", "video", {**data, "description": payload.get("description")}, via=via)
+        elif kind == "music":
+            music = {
+                "title": payload.get("title"),
+                "description": payload.get("description"),
+                "music_url": payload.get("musicurl", ""),
+            }
+            self._add("bot", "music", music, via=via)
+        elif kind == "news":
+            articles = [
+                {
+                    "title": a.get("title", ""),
+                    "description": a.get("description", ""),
+                    "pic_url": a.get("picurl", ""),
+                    "url": a.get("url", ""),
+                }
+                for a in payload.get("articles", [])
+            ]
+            self._add("bot", "news", {"articles": articles}, via=via)
+        elif kind == "msgmenu":
+            options = [str(o.get("content", "")) for o in payload.get("list", [])]
+            data = {"head": payload.get("head_content", ""), "options": options}
+            self._add("bot", "msgmenu", {**data, "tail": payload.get("tail_content", "")}, via=via)
+        else:
+            self._add("bot", "note", {"content": f"[{kind} message]"}, via=via)
+
+    def _media(self, media_id: str) -> dict[str, Any]:
+        return {"media_id": media_id, "src": url_for("wxmp_sandbox.media", media_id=media_id)}
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def act(self, app: Flask, action: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Perform one user action through the callback; return the new items."""
+        msg_type, fields, shown = _action(action)
+        from .testing.user import WeChatUser
+
+        settings = current_app.extensions["wxmp"].state(app).settings
+        assert settings.token is not None
+        wire: dict[str, Any] = {}
+        user = WeChatUser(
+            _recording(app.wsgi_app, wire),
+            settings.token,
+            aes_key=settings.aes_key,
+            appid=settings.appid if settings.aes_key else None,
+            openid=self.openid,
+            account=self.account,
+            path=settings.callback_path,
+        )
+        with self._lock:
+            first = len(self.items) + 1
+            if msg_type == "event" and fields.get("Event") in ("subscribe", "unsubscribe"):
+                self._follow(fields["Event"] == "subscribe")
+            xml = user.message_xml(msg_type, fields)
+            self.collect()  # anything pushed before this exchange goes first
+            exchange: dict[str, Any] = {"request_xml": xml.decode(), "encrypted": user.mode != "plain"}
+            mine = self._add("user", shown.pop("kind"), shown, exchange=exchange)
+        result = user.post(xml)
+        exchange["status"] = result.status
+        exchange["response_wire"] = result.text
+        reply: Reply | None = None
+        if result.status == 200:
+            body = result.body
+            if body.startswith(b"<xml><Encrypt>"):
+                body = _decrypt_reply(user, body)
+            exchange["response_xml"] = body.decode("utf-8", "replace")
+            try:
+                parsed = parse_reply(body)
+                reply = parsed.reply
+            except (ValueError, KeyError) as exc:
+                exchange["error"] = f"unreadable reply: {exc}"
+        else:
+            exchange["error"] = f"the callback answered {result.status}: {result.text[:200]}"
+        exchange["query"] = wire.get("query", "")
+        if user.mode != "plain":
+            exchange["request_wire"] = wire.get("body", b"").decode("utf-8", "replace")
+        with self._lock:
+            self.collect()  # customer-service messages sent by the handler arrive before its reply
+            if "error" in exchange:
+                self._add("system", "error", {"content": exchange["error"]})
+            elif reply is not None:
+                rendered = self._render(reply)
+                if rendered is not None:
+                    self._add("bot", rendered.pop("kind"), rendered, via="reply")
+            return [item for item in self.items if item["id"] >= first or item is mine]
+
+    def _follow(self, on: bool) -> None:
+        from .testing.fake_api._util import LOCK
+
+        with LOCK:
+            user = self.fake.users.get(self.openid)
+            if user is None:
+                self.fake.add_user(self.openid, nickname="Sandbox user")
+            else:
+                user["subscribe"] = 1 if on else 0
+
+    def _render(self, reply: Reply) -> dict[str, Any] | None:
+        if isinstance(reply, TextReply):
+            return {"kind": "text", "content": reply.content}
+        if isinstance(reply, (ImageReply, VoiceReply)):
+            return {"kind": reply.msg_type, **self._media(reply.media_id)}
+        if isinstance(reply, VideoReply):
+            data = self._media(reply.media_id)
+            return {"kind": "video", **data, "title": reply.title, "description": reply.description}
+        if isinstance(reply, MusicReply):
+            return {
+                "kind": "music",
+                "title": reply.title,
+                "description": reply.description,
+                "music_url": reply.music_url,
+            }
+        if isinstance(reply, NewsReply):
+            articles = [dataclasses.asdict(a) for a in reply.articles]
+            return {"kind": "news", "articles": articles}
+        if isinstance(reply, TransferCustomerServiceReply):
+            return {"kind": "note", "content": "(transferred to customer service)"}
+        return None
+
+
+def _recording(wsgi_app: Any, into: dict[str, Any]) -> Any:
+    """``wsgi_app`` behind a shim that keeps the request as it went over the "wire"."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        into["body"], into["query"] = body, environ.get("QUERY_STRING", "")
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def _decrypt_reply(user: Any, body: bytes) -> bytes:
+    env = parse_fields(body)
+    encrypt, sig = env.get("Encrypt", ""), env.get("MsgSignature", "")
+    if not check_signature(sig, user.token, env.get("TimeStamp", ""), env.get("Nonce", ""), encrypt):
+        raise ValueError("the encrypted reply's MsgSignature does not verify")
+    return user.crypto.decrypt(encrypt)
+
+
+def _text(action: Mapping[str, Any], name: str, default: str = "", limit: int = 2048) -> str:
+    value = action.get(name, default)
+    if not isinstance(value, str):
+        value = str(value)
+    return value[:limit]
+
+
+def _number(action: Mapping[str, Any], name: str, default: float) -> float:
+    try:
+        return float(action.get(name, default))
+    except (TypeError, ValueError):
+        abort(400, f"{name} must be a number")
+
+
+def _action(action: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(MsgType, XML fields, the item shown for the user) for a page action."""
+    kind = action.get("action")
+    if kind == "text":
+        content = _text(action, "content")
+        if not content.strip():
+            abort(400, "empty message")
+        return "text", {"Content": content}, {"kind": "text", "content": content}
+    if kind == "location":
+        lat, lng = _number(action, "lat", 23.134521), _number(action, "lng", 113.358803)
+        label = _text(action, "label", "", 200)
+        fields = {"Location_X": lat, "Location_Y": lng, "Scale": 15, "Label": label}
+        return "location", fields, {"kind": "location", "lat": lat, "lng": lng, "label": label}
+    if kind == "image":
+        fields = {"PicUrl": "http://mmbiz.qpic.cn/sandbox.jpg", "MediaId": SANDBOX_IMAGE}
+        return "image", fields, {"kind": "image", "media_id": SANDBOX_IMAGE, "src": _media_url(SANDBOX_IMAGE)}
+    if kind in ("subscribe", "unsubscribe"):
+        label = "You followed the account" if kind == "subscribe" else "You unfollowed the account"
+        return "event", {"Event": kind}, {"kind": "event", "content": label}
+    key = _text(action, "key", "", 1024)
+    name = _text(action, "name", key, 200)
+    if kind == "click":
+        return "event", {"Event": "CLICK", "EventKey": key}, {"kind": "event", "content": f"Tapped {name}"}
+    if kind == "view":
+        shown = {"kind": "event", "content": f"Opened {name}: {key}"}
+        return "event", {"Event": "VIEW", "EventKey": key}, shown
+    if kind in ("scancode_push", "scancode_waitmsg"):
+        info = {"ScanType": "qrcode", "ScanResult": _text(action, "result", "sandbox-scan", 512)}
+        shown = {"kind": "event", "content": f"Scanned with {name}"}
+        return "event", {"Event": kind, "EventKey": key, "ScanCodeInfo": info}, shown
+    if kind == "location_select":
+        info = {"Location_X": 23.134521, "Location_Y": 113.358803, "Scale": 15, "Label": "", "Poiname": ""}
+        shown = {"kind": "event", "content": f"Picked a location with {name}"}
+        return "event", {"Event": kind, "EventKey": key, "SendLocationInfo": info}, shown
+    if kind in ("pic_sysphoto", "pic_photo_or_album", "pic_weixin"):
+        pics = {"Count": 1, "PicList": {"item": {"PicMd5Sum": "1b5f7c23b5bf75682a53e7b6d163e185"}}}
+        shown = {"kind": "event", "content": f"Sent a photo with {name}"}
+        return "event", {"Event": kind, "EventKey": key, "SendPicsInfo": pics}, shown
+    abort(400, f"unknown action {kind!r}")
+
+
+def _media_url(media_id: str) -> str:
+    return url_for("wxmp_sandbox.media", media_id=media_id)
+
+
+# -- the blueprint ---------------------------------------------------------------------------------
+
+
+def _sandbox() -> Sandbox:
+    sandbox = current_app.extensions.get("wxmp.sandbox")
+    if sandbox is None:
+        abort(404)
+    return sandbox
+
+
+def _blueprint() -> Blueprint:
+    bp = Blueprint("wxmp_sandbox", __name__, url_prefix="/wxmp", template_folder=str(templates_dir()))
+
+    @bp.get("/sandbox")
+    def page() -> str:
+        settings = current_app.extensions["wxmp"].state(current_app).settings
+        return render_template(
+            "wxmp_sandbox.html",
+            openid=_sandbox().openid,
+            encrypted=bool(settings.aes_key),
+            callback_path=settings.callback_path,
+            status=settings.status,
+        )
+
+    @bp.get("/sandbox/api/poll")
+    def poll() -> Any:
+        sandbox = _sandbox()
+        after = request.args.get("after", 0, type=int)
+        return jsonify(
+            items=sandbox.since(after),
+            menu=sandbox.menu(),
+            subscribed=sandbox.subscribed,
+            openid=sandbox.openid,
+        )
+
+    @bp.post("/sandbox/api/send")
+    def send() -> Any:
+        action = request.get_json(silent=True)  # JSON only: a cross-site form cannot post here
+        if not isinstance(action, dict):
+            abort(400, "expected a JSON object")
+        sandbox = _sandbox()
+        items = sandbox.act(current_app._get_current_object(), action)  # type: ignore[attr-defined]
+        return jsonify(items=items, menu=sandbox.menu(), subscribed=sandbox.subscribed)
+
+    @bp.get("/sandbox/media/<media_id>")
+    def media(media_id: str) -> Any:
+        from .testing.fake_api.media import materials
+        from .testing.fake_api.media import media as temporary
+
+        fake = _sandbox().fake
+        item = temporary(fake).get(media_id) or materials(fake).get(media_id)
+        if item is None or not item.get("content"):
+            abort(404)
+        kind = item.get("content_type") or "application/octet-stream"
+        return current_app.response_class(item["content"], mimetype=kind)
+
+    return bp
+
+
+def _assets() -> Blueprint:
+    """The CSS and JS of the pages, served from the templates folder (no build step, no CDN)."""
+    bp = Blueprint("wxmp_assets", __name__, url_prefix="/wxmp")
+
+    @bp.get("/assets/<name>")
+    def asset(name: str) -> Any:
+        if name not in _ASSETS:
+            abort(404)
+        data = (templates_dir() / name).read_bytes()
+        response = current_app.response_class(data, mimetype=_ASSETS[name])
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    return bp
