@@ -12,7 +12,9 @@ __all__ = ["TagAPI"]
 
 TAGGING_MAX = 50
 
-_Tags = list[dict[str, Any]]  # `list` is shadowed by TagAPI.list inside the class
+# `list` is shadowed by TagAPI.list inside the class body
+_Tags = list[dict[str, Any]]
+_TagIds = list[int]
 
 
 class TagAPI(ApiGroup):
@@ -44,7 +46,7 @@ class TagAPI(ApiGroup):
         for batch in chunks(openids, TAGGING_MAX):
             self.client.post("/cgi-bin/tags/members/batchuntagging", {"openid_list": batch, "tagid": tag_id})
 
-    def user_tags(self, openid: str) -> list[int]:
+    def user_tags(self, openid: str) -> _TagIds:
         """The tag ids one follower carries (``tagid_list``): ``POST /cgi-bin/tags/getidlist``."""
         return self.client.post("/cgi-bin/tags/getidlist", {"openid": openid}).get("tagid_list", [])
 

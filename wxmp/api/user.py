@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ._base import ApiGroup, chunks
@@ -61,7 +61,7 @@ class UserAPI(ApiGroup):
             self.client.post("/cgi-bin/tags/members/batchunblacklist", {"openid_list": batch})
 
 
-def _pages(fetch: Any, cursor: str | None) -> Iterator[str]:
+def _pages(fetch: Callable[[str | None], dict[str, Any]], cursor: str | None) -> Iterator[str]:
     """Follow ``next_openid`` through WeChat's openid pages.
 
     An empty page has no ``data`` key, and the last full page may still carry a ``next_openid``
