@@ -280,7 +280,7 @@ class Sandbox:
         if result.status == 200:
             body = result.body
             if body.startswith(b"<xml><Encrypt>"):
-                body = _decrypt_reply(user, body)
+                body = decrypt_reply(user, body)
             exchange["response_xml"] = body.decode("utf-8", "replace")
             try:
                 parsed = parse_reply(body)
@@ -348,7 +348,8 @@ def _recording(wsgi_app: Any, into: dict[str, Any]) -> Any:
     return app
 
 
-def _decrypt_reply(user: Any, body: bytes) -> bytes:
+def decrypt_reply(user: Any, body: bytes) -> bytes:
+    """The plaintext of an encrypted reply to ``user`` (a WeChatUser), its MsgSignature checked."""
     env = parse_fields(body)
     encrypt, sig = env.get("Encrypt", ""), env.get("MsgSignature", "")
     if not check_signature(sig, user.token, env.get("TimeStamp", ""), env.get("Nonce", ""), encrypt):
