@@ -1,12 +1,17 @@
 """Echobot: a complete small WeChat Official Account bot on wxmp.
 
-Run it:  flask --app examples/echobot run
-Then point the account's server URL at http://<your host>/wechat with the same Token.
+Try it with no WeChat account:  python examples/echobot.py   (or: flask --app examples/echobot run)
+and open the sandbox URL it prints (http://127.0.0.1:5000/wxmp/sandbox) to chat with the bot.
+
+With an account, point its server URL at http://<your host>/wechat with the same Token.
 
 Configuration comes from environment variables (defaults in brackets):
     WXMP_TOKEN [wxmpdemo]   the Token from the server configuration page
     WXMP_AES_KEY, WXMP_APPID  set both for compatible or safe mode
+    WXMP_SECRET             the AppSecret (the bot itself needs no API call)
     WXMP_CACHE              shared cache for retry dedup (default: a directory under instance/)
+    WXMP_SANDBOX [on when none of WXMP_TOKEN/APPID/SECRET is set]  the local sandbox chat page,
+                            backed by an in-process fake WeChat API; its menu is examples/menu.json
 
 What it does: greets new followers, echoes text, answers "help" via a regex, handles the
 V1001_HELLO menu button, sends an image back as-is, and reads back a shared location.
@@ -14,7 +19,10 @@ V1001_HELLO menu button, sends an image back as-is, and reads back a shared loca
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from pathlib import Path
 
 from flask import Flask
 
@@ -22,9 +30,14 @@ from wxmp import ImageReply, TextReply, WxMP
 
 app = Flask(__name__)
 app.config["WXMP_TOKEN"] = os.environ.get("WXMP_TOKEN", "wxmpdemo")
-for key in ("WXMP_AES_KEY", "WXMP_APPID", "WXMP_CACHE"):
+for key in ("WXMP_AES_KEY", "WXMP_APPID", "WXMP_SECRET", "WXMP_CACHE"):
     if os.environ.get(key):
         app.config[key] = os.environ[key]
+# No configuration at all: a local try-out, so serve the sandbox (and the status page, loopback only).
+unconfigured = not any(os.environ.get(k) for k in ("WXMP_TOKEN", "WXMP_APPID", "WXMP_SECRET"))
+sandbox = os.environ.get("WXMP_SANDBOX", "1" if unconfigured else "0").lower() in ("1", "true", "yes", "on")
+app.config["WXMP_SANDBOX"] = sandbox
+app.config["WXMP_STATUS"] = sandbox
 
 wx = WxMP(app)
 
@@ -66,3 +79,20 @@ def where(msg):
 @app.get("/")
 def index():
     return "echobot is running; WeChat talks to /wechat"
+
+
+def _sandbox_start() -> None:
+    """In sandbox mode: push the example menu to the local fake WeChat and say where to look."""
+    wx.menu.create(json.loads(Path(__file__).with_name("menu.json").read_text(encoding="utf-8")))
+    host = os.environ.get("FLASK_RUN_HOST", "127.0.0.1")
+    port = os.environ.get("FLASK_RUN_PORT", "5000")
+    print(f" * wxmp sandbox: chat with echobot at http://{host}:{port}/wxmp/sandbox", file=sys.stderr)
+
+
+if wx.settings.sandbox:
+    _sandbox_start()
+
+if __name__ == "__main__":
+    app.run(
+        host=os.environ.get("FLASK_RUN_HOST", "127.0.0.1"), port=int(os.environ.get("FLASK_RUN_PORT", "5000"))
+    )
