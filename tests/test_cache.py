@@ -143,3 +143,42 @@ def test_dead_backend_raises_one_exception_type(tmp_path):
         store.get("k")
     with pytest.raises(CacheUnavailable):
         store.lock("k", ttl=1).acquire()
+
+
+def test_add_leaves_no_file_or_lock_per_key(tmp_path):
+    store = SharedStore(resolve_cache(f"filesystem:{tmp_path}/c", str(tmp_path)))
+    for i in range(300):
+        assert store.add(f"dedup:{i}", "x", ttl=60)
+    lock_files = [p for p in (tmp_path / "c").iterdir() if p.suffix == ".lock"]
+    assert len(lock_files) <= 64
+    simple = SharedStore(SimpleCache())
+    for i in range(300):
+        simple.add(f"dedup:{i}", "x", ttl=60)
+    assert len(simple._local_locks) <= 64
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "simple"])
+def test_message_marks_live_apart_from_the_token(kind, tmp_path):
+    # The local caches prune beyond a threshold; a flood of message ids in the token's cache
+    # could evict the token, so dedup marks get a cache of their own.
+    spec = f"filesystem:{tmp_path}/c" if kind == "filesystem" else "simple"
+    store = SharedStore(resolve_cache(spec, str(tmp_path)))
+    messages = store.for_messages()
+    assert messages.cache is not store.cache
+    store.set("token", "T", ttl=7200)
+
+    def token_cache_entries():
+        if kind == "simple":
+            return len(store.cache._cache)
+        return sum(1 for p in (tmp_path / "c").iterdir() if p.is_file() and p.suffix != ".lock")
+
+    before = token_cache_entries()
+    for i in range(200):
+        assert messages.add(f"dedup:{i}", "x", ttl=300)
+    assert token_cache_entries() == before
+    assert store.get("token") == "T"
+
+
+def test_shared_servers_keep_one_store(redis_url, tmp_path):
+    store = SharedStore(resolve_cache(redis_url, str(tmp_path)))
+    assert store.for_messages() is store

@@ -21,6 +21,7 @@ import os
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -32,6 +33,8 @@ from .errors import ConfigError, WxMPError
 __all__ = ["CacheUnavailable", "Lock", "SharedStore", "resolve_cache"]
 
 _THRESHOLD = 10_000
+_DEDUP_THRESHOLD = 50_000
+_ADD_STRIPES = 64
 
 
 class CacheUnavailable(WxMPError):
@@ -140,6 +143,23 @@ class SharedStore:
     def __repr__(self) -> str:
         return f"<SharedStore {self.backend} {self.namespace!r}>"
 
+    def for_messages(self) -> SharedStore:
+        """The store for dedup marks: a separate cache for the local backends.
+
+        The filesystem and simple caches prune entries beyond a threshold; with a flood of
+        message ids in the same cache, pruning could evict the token. Redis and memcached
+        are shared as they are.
+        """
+        cache = self.cache
+        if self.backend == "filesystem":
+            path = os.path.join(cache._path, "messages")  # type: ignore[attr-defined]
+            cache = FileSystemCache(path, threshold=_DEDUP_THRESHOLD, default_timeout=0)
+        elif self.backend == "simple":
+            cache = SimpleCache(threshold=_DEDUP_THRESHOLD, default_timeout=0)
+        else:
+            return self
+        return SharedStore(cache, self.namespace)
+
     def key(self, name: str) -> str:
         return f"{self.namespace}:{name}"
 
@@ -190,7 +210,10 @@ class SharedStore:
                 return bool(client.set(key, dump, nx=True, px=max(1, int(ttl * 1000))))
             if self.backend == "memcached":
                 return bool(self.cache.add(key, value, timeout=_ttl(ttl)))
-        lock = self.lock("add:" + name, ttl=5)
+        # One of a fixed set of lock stripes: a lock per key would leave a lock file (or a
+        # threading.Lock) behind for every message ever deduplicated.
+        stripe = zlib.crc32(name.encode("utf-8")) % _ADD_STRIPES
+        lock = self.lock(f"add-stripe-{stripe}", ttl=5)
         deadline = time.monotonic() + 5
         while not lock.acquire():
             if time.monotonic() > deadline:

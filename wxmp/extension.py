@@ -190,7 +190,9 @@ class WxMP:
         if settings.token is not None:
             from .middleware import install
 
-            state.callback = install(app, router=self.router, settings=settings, store=store, sender=self)
+            state.callback = install(
+                app, router=self.router, settings=settings, store=store.for_messages(), sender=self
+            )
         _register_extras(app, state)
         if refresher is not None:
             refresher.start()
@@ -242,6 +244,21 @@ class WxMP:
     def on(self, kind: str | None = None, **kwargs: Any) -> Callable[[F], F]:
         """Register a handler: ``@wx.on("text")``, ``@wx.on("click", key="K")``, ``@wx.on()``."""
         return self.router.on(kind, **kwargs)
+
+    # Sugar over ``on``: ``@wx.text``, ``@wx.click(key="K")``, ``@wx.default``... (see Router).
+    text = property(lambda self: self.router.text)
+    image = property(lambda self: self.router.image)
+    voice = property(lambda self: self.router.voice)
+    video = property(lambda self: self.router.video)
+    location = property(lambda self: self.router.location)
+    link = property(lambda self: self.router.link)
+    event = property(lambda self: self.router.event)
+    subscribe = property(lambda self: self.router.subscribe)
+    unsubscribe = property(lambda self: self.router.unsubscribe)
+    click = property(lambda self: self.router.click)
+    scan = property(lambda self: self.router.scan)
+    location_event = property(lambda self: self.router.location_event)
+    default = property(lambda self: self.router.default)
 
     # -- API groups ---------------------------------------------------------------------------
 
