@@ -158,3 +158,13 @@ def test_iter_materials_pages_by_20(wx: Any, fake_wechat: FakeWeChat) -> None:
         {"type": "image", "offset": 40, "count": 20},
     ]
     assert list(wx.media.iter_materials("news")) == []
+
+
+def test_upload_survives_the_token_retry_with_the_same_bytes(wx: Any, fake_wechat: FakeWeChat) -> None:
+    wx.access_token  # noqa: B018 (fetch the token first)
+    fake_wechat.revoke_tokens()  # someone else rotated it: the upload is answered 40001 once
+    result = wx.media.upload("image", io.BytesIO(JPEG), filename="a.jpg")
+    first, second = fake_wechat.calls("/cgi-bin/media/upload")
+    assert first.args["access_token"] != second.args["access_token"]
+    assert JPEG in first.body and JPEG in second.body  # the file object was read once, sent twice
+    assert media(fake_wechat)[result["media_id"]]["content"] == JPEG

@@ -73,3 +73,33 @@ def test_get_quota(wx: Any, fake_wechat: FakeWeChat) -> None:
     with pytest.raises(ApiError) as info:
         wx.misc.get_quota("/cgi-bin/no/such/api")
     assert info.value.errcode == 76021
+
+
+def test_groups_follow_current_app_with_init_app(fake_wechat: FakeWeChat, tmp_path: Any) -> None:
+    import flask
+
+    from wxmp import WxMP
+
+    wx = WxMP()
+    apps = []
+    for n, ips in enumerate((["1.1.1.1"], ["2.2.2.2"])):
+        app = flask.Flask(f"factory{n}", instance_path=str(tmp_path / f"i{n}"))
+        app.config.update(
+            WXMP_APPID=fake_wechat.appid,
+            WXMP_SECRET=fake_wechat.secret,
+            WXMP_API_BASE=fake_wechat.url,
+            WXMP_CACHE="simple",
+            WXMP_REFRESHER=False,
+        )
+        wx.init_app(app)
+        apps.append((app, ips))
+    try:
+        for app, ips in apps:
+            fake_wechat.state["callback_ips"] = ips
+            with app.app_context():
+                assert wx.misc.get_callback_ip() == ips
+                assert wx.misc is wx.state(app).group("misc")
+        with pytest.raises(RuntimeError):
+            wx.misc  # noqa: B018 (no app context)
+    finally:
+        wx.stop()
