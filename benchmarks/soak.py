@@ -183,7 +183,7 @@ class Gunicorn:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGINT)  # quick shutdown: the load is already stopped
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
