@@ -84,15 +84,30 @@ def index():
 def _sandbox_start() -> None:
     """In sandbox mode: push the example menu to the local fake WeChat and say where to look."""
     wx.menu.create(json.loads(Path(__file__).with_name("menu.json").read_text(encoding="utf-8")))
-    host = os.environ.get("FLASK_RUN_HOST", "127.0.0.1")
-    port = os.environ.get("FLASK_RUN_PORT", "5000")
+    host, port = _address()
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f" * wxmp sandbox: chat with echobot at http://{host}:{port}/wxmp/sandbox", file=sys.stderr)
+
+
+def _address() -> tuple[str, str]:
+    """Where `flask run` (or `python examples/echobot.py`) will listen: its options, env, defaults."""
+    found = {
+        "host": os.environ.get("FLASK_RUN_HOST", "127.0.0.1"),
+        "port": os.environ.get("FLASK_RUN_PORT", "5000"),
+    }
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        for name, short in (("host", "-h"), ("port", "-p")):
+            if arg.startswith(f"--{name}="):
+                found[name] = arg.split("=", 1)[1]
+            elif arg in (f"--{name}", short) and i + 1 < len(args):
+                found[name] = args[i + 1]
+    return found["host"], found["port"]
 
 
 if wx.settings.sandbox:
     _sandbox_start()
 
 if __name__ == "__main__":
-    app.run(
-        host=os.environ.get("FLASK_RUN_HOST", "127.0.0.1"), port=int(os.environ.get("FLASK_RUN_PORT", "5000"))
-    )
+    run_host, run_port = _address()
+    app.run(host=run_host, port=int(run_port))
