@@ -269,3 +269,28 @@ def test_page_renders_with_assets(make: Any) -> None:
     assert js.status_code == 200 and js.mimetype == "text/javascript"
     assert client.get("/wxmp/assets/wxmp.css").mimetype == "text/css"
     assert client.get("/wxmp/assets/..%2Fpyproject.toml").status_code == 404
+
+
+def test_poll_never_shows_an_exchange_in_flight(make: Any) -> None:
+    import threading
+
+    app, wx = make()
+    started, release = threading.Event(), threading.Event()
+
+    @wx.on("text")
+    def slow(msg: Any) -> str:
+        wx.message.send_text(msg.from_user_name, "pushed while handling")
+        started.set()
+        assert release.wait(10)
+        return "done"
+
+    before = send(app, action="subscribe")["items"][-1]["id"]
+    worker = threading.Thread(target=send, args=(app,), kwargs={"action": "text", "content": "slow"})
+    worker.start()
+    assert started.wait(10)
+    assert app.test_client().get(f"/wxmp/sandbox/api/poll?after={before}").json["items"] == []
+    release.set()
+    worker.join(10)
+    items = app.test_client().get(f"/wxmp/sandbox/api/poll?after={before}").json["items"]
+    assert [i.get("content") for i in items] == ["slow", "pushed while handling", "done"]
+    assert items[0]["exchange"]["status"] == 200 and "pending" not in items[0]

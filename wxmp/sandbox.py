@@ -175,7 +175,13 @@ class Sandbox:
         """Items newer than id ``after``, after collecting what handlers pushed through the fake."""
         with self._lock:
             self.collect()
-            return [item for item in self.items if item["id"] > after]
+            out = []
+            for item in self.items:
+                if item.get("pending"):
+                    break  # an exchange in flight: keep the order, send it and what follows later
+                if item["id"] > after:
+                    out.append(item)
+            return out
 
     def _add(self, side: str, kind: str, data: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         item = {"id": len(self.items) + 1, "side": side, "kind": kind, "time": time.time(), **data, **extra}
@@ -271,28 +277,30 @@ class Sandbox:
                 self._follow(fields["Event"] == "subscribe")
             xml = user.message_xml(msg_type, fields)
             self.collect()  # anything pushed before this exchange goes first
-            exchange: dict[str, Any] = {"request_xml": xml.decode(), "encrypted": user.mode != "plain"}
-            mine = self._add("user", shown.pop("kind"), shown, exchange=exchange)
-        result = user.post(xml)
-        exchange["status"] = result.status
-        exchange["response_wire"] = result.text
+            mine = self._add("user", shown.pop("kind"), shown, pending=True)
+        exchange: dict[str, Any] = {"request_xml": xml.decode(), "encrypted": user.mode != "plain"}
         reply: Reply | None = None
-        if result.status == 200:
-            body = result.body
-            if body.startswith(b"<xml><Encrypt>"):
-                body = decrypt_reply(user, body)
-            exchange["response_xml"] = body.decode("utf-8", "replace")
-            try:
-                parsed = parse_reply(body)
-                reply = parsed.reply
-            except (ValueError, KeyError) as exc:
-                exchange["error"] = f"unreadable reply: {exc}"
-        else:
-            exchange["error"] = f"the callback answered {result.status}: {result.text[:200]}"
+        try:
+            result = user.post(xml)
+            exchange["status"] = result.status
+            exchange["response_wire"] = result.text
+            if result.status == 200:
+                body = result.body
+                if body.startswith(b"<xml><Encrypt>"):
+                    body = decrypt_reply(user, body)
+                exchange["response_xml"] = body.decode("utf-8", "replace")
+                reply = parse_reply(body).reply
+            else:
+                exchange["error"] = f"the callback answered {result.status}: {result.text[:200]}"
+        except Exception as exc:  # shown in the page rather than lost in a 500
+            log.exception("wxmp sandbox exchange failed")
+            exchange["error"] = f"{type(exc).__name__}: {exc}"
         exchange["query"] = wire.get("query", "")
         if user.mode != "plain":
             exchange["request_wire"] = wire.get("body", b"").decode("utf-8", "replace")
         with self._lock:
+            mine["exchange"] = exchange
+            del mine["pending"]
             self.collect()  # customer-service messages sent by the handler arrive before its reply
             if "error" in exchange:
                 self._add("system", "error", {"content": exchange["error"]})
@@ -300,7 +308,7 @@ class Sandbox:
                 rendered = self._render(reply)
                 if rendered is not None:
                     self._add("bot", rendered.pop("kind"), rendered, via="reply")
-            return [item for item in self.items if item["id"] >= first or item is mine]
+            return [item for item in self.items if item["id"] >= first]
 
     def _follow(self, on: bool) -> None:
         from .testing.fake_api._util import LOCK
