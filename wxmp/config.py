@@ -50,7 +50,7 @@ class Settings:
     token: str | None = field(default=None, repr=False)
     aes_key: str | None = field(default=None, repr=False)
     api_base: str = "https://api.weixin.qq.com"
-    cache: Any = None
+    cache: Any = field(default=None, repr=False)  # a redis:// URL may carry a password
     callback_path: str = "/wechat"
     stable_token: bool = True
     refresher: RefresherMode = "off"
