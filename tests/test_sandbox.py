@@ -248,8 +248,9 @@ def test_handler_failure_and_bad_requests(make: Any) -> None:
         raise RuntimeError("boom")
 
     items = send(app, action="text", content="x")["items"]
-    assert len(items) == 1  # "success": WeChat shows nothing
-    assert items[0]["exchange"]["response_xml"] == "success"
+    assert items[0]["exchange"]["response_xml"] == "success"  # WeChat shows nothing...
+    assert [i["kind"] for i in items[1:]] == ["error"]  # ...the sandbox tells the developer why
+    assert "RuntimeError: boom" in items[1]["content"]
     client = app.test_client()
     assert client.post("/wxmp/sandbox/api/send", data={"action": "text", "content": "x"}).status_code == 400
     assert client.post("/wxmp/sandbox/api/send", json={"action": "nope"}).status_code == 400

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request, url_for
 
+from . import signals
 from .crypto import check_signature
 from .messages import parse_fields
 from .replies import (
@@ -124,6 +125,7 @@ def register(app: Flask, state: AppState) -> None:
         app.register_blueprint(_assets())
     if not state.settings.sandbox or sandbox is None:
         return
+    signals.handler_failed.connect(sandbox._handler_failed, sender=state.sender, weak=False)
     app.register_blueprint(_blueprint())
     log.info("wxmp sandbox at /wxmp/sandbox (API calls answered by %s)", sandbox.fake.url)
 
@@ -143,6 +145,7 @@ class Sandbox:
         self.items: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self._seen = {"custom": 0, "preview": 0, "mass": 0}
+        self._failures = threading.local()  # the handler runs in the thread of act()
         fake.add_user(openid, nickname="Sandbox user")
         from .testing.fake_api.media import media
 
@@ -280,6 +283,7 @@ class Sandbox:
             mine = self._add("user", shown.pop("kind"), shown, pending=True)
         exchange: dict[str, Any] = {"request_xml": xml.decode(), "encrypted": user.mode != "plain"}
         reply: Reply | None = None
+        self._failures.caught = failures = []
         try:
             result = user.post(xml)
             exchange["status"] = result.status
@@ -295,6 +299,10 @@ class Sandbox:
         except Exception as exc:  # shown in the page rather than lost in a 500
             log.exception("wxmp sandbox exchange failed")
             exchange["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._failures.caught = None
+        if failures:
+            exchange["handler_error"] = failures[0]
         exchange["query"] = wire.get("query", "")
         if user.mode != "plain":
             exchange["request_wire"] = wire.get("body", b"").decode("utf-8", "replace")
@@ -302,6 +310,8 @@ class Sandbox:
             mine["exchange"] = exchange
             del mine["pending"]
             self.collect()  # customer-service messages sent by the handler arrive before its reply
+            if "handler_error" in exchange:
+                self._add("system", "error", {"content": exchange["handler_error"]})
             if "error" in exchange:
                 self._add("system", "error", {"content": exchange["error"]})
             elif reply is not None:
@@ -309,6 +319,12 @@ class Sandbox:
                 if rendered is not None:
                     self._add("bot", rendered.pop("kind"), rendered, via="reply")
             return [item for item in self.items if item["id"] >= first]
+
+    def _handler_failed(self, sender: object, message: Any = None, exception: Any = None, **kw: Any) -> None:
+        caught = getattr(self._failures, "caught", None)
+        if caught is not None:
+            what = f"{type(exception).__name__}: {exception}"[:300]
+            caught.append(f"The handler raised {what} (traceback in the server log); WeChat got 'success'")
 
     def _follow(self, on: bool) -> None:
         from .testing.fake_api._util import LOCK
