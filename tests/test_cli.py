@@ -306,3 +306,24 @@ def test_group_lists_every_command_and_keeps_refresher(app: flask.Flask) -> None
     result = run(app, "--help")
     for name in ("token", "menu", "users", "send", "mass", "simulate", "qrcode", "refresher"):
         assert name in result.output
+
+
+def test_network_error_hint(app: flask.Flask, fake_wechat: FakeWeChat) -> None:
+    run(app, "token")  # a token first, so the failure is the menu call's
+    fake_wechat.http_error_next(status=502, paths=("/cgi-bin/menu/get",))
+    result = run(app, "menu", "show")
+    assert_clean_failure(result, fake_wechat)
+    assert "HTTP 502" in result.output and "could not be reached" in result.output
+
+
+def test_commands_in_sandbox_mode_talk_to_the_sandbox_fake(tmp_path: Path) -> None:
+    app = flask.Flask("clisandbox", instance_path=str(tmp_path))
+    app.testing = True  # no secret + testing: the sandbox is on
+    wx = WxMP(app)
+    try:
+        result = run(app, "qrcode", "7")
+        assert result.exit_code == 0, result.output
+        assert "(sandbox mode: talking to the local fake WeChat)" in result.output
+        assert app.extensions["wxmp.sandbox"].fake.count("/cgi-bin/qrcode/create") == 1
+    finally:
+        wx.stop()
