@@ -30,8 +30,6 @@ sys.path.insert(0, str(BENCH))
 import soak  # noqa: E402
 import soak_load  # noqa: E402
 
-pytestmark = pytest.mark.fleet
-
 TOKEN = "faulttoken"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 LIFETIME = 3.0
@@ -207,6 +205,7 @@ def passed(rig: soak.Rig, results: list[dict[str, Any]]) -> dict[str, Any]:
     return report
 
 
+@pytest.mark.fleet
 def test_retries_on_other_workers_run_the_handler_once(rig):
     with Senders(rig) as senders:
         rig.retries(6, settle=0)
@@ -215,6 +214,7 @@ def test_retries_on_other_workers_run_the_handler_once(rig):
     assert all(v == ["verified"] * 3 for v in rig.retry_records.values())
 
 
+@pytest.mark.fleet
 def test_sigkill_of_the_refresh_lock_holder(rig):
     with Senders(rig) as senders:
         w = rig.kill_lock_holder(settle=0.5)
@@ -224,6 +224,7 @@ def test_sigkill_of_the_refresh_lock_holder(rig):
     assert report["API errors seen by handlers"] == {}
 
 
+@pytest.mark.fleet
 def test_workers_restarted_by_sigterm_and_sighup(rig):
     with Senders(rig) as senders:
         w = rig.restart_workers(settle=0.5)
@@ -233,6 +234,7 @@ def test_workers_restarted_by_sigterm_and_sighup(rig):
     assert report["answered 'success' (first run's worker died)"] == 0  # graceful: nothing cut off
 
 
+@pytest.mark.fleet
 def test_wechat_clock_jump_expires_every_token(rig):
     with Senders(rig) as senders:
         w = rig.clock_jump(settle=1.5)
