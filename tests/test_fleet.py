@@ -172,7 +172,7 @@ def test_central_refresher_feeds_external_workers(fake, tmp_path, redis_url):
         "FLEET_INSTANCE": str(tmp_path / "central"),
     }
     central = subprocess.Popen(
-        [sys.executable, "-m", "flask", "wxmp", "refresher"],
+        [sys.executable, "-m", "flask", "wxmp", "refresher", "--jsapi-ticket"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -186,6 +186,7 @@ def test_central_refresher_feeds_external_workers(fake, tmp_path, redis_url):
         results = fleet.results()
         store = SharedStore(resolve_cache(redis_url, str(tmp_path)), namespace=f"wxmp:{fake.appid}")
         entry = store.get(f"{fake.appid}:access_token")
+        ticket = store.get(f"{fake.appid}:jsapi_ticket")
     finally:
         central.send_signal(signal.SIGTERM)
         output, _ = central.communicate(timeout=20)
@@ -198,3 +199,4 @@ def test_central_refresher_feeds_external_workers(fake, tmp_path, redis_url):
     span = fake.requests[-1].time - fetch_times[0]
     assert len(fetch_times) <= math.ceil(span / LIFETIME) + 1
     assert entry["pid"] == central.pid  # the central process did every fetch
+    assert ticket is not None and ticket["pid"] == central.pid  # --jsapi-ticket keeps it too

@@ -359,11 +359,14 @@ def qrcode_command(scene: str, expire: int | None) -> None:
 
 
 @wxmp_cli.command("refresher")
-def refresher_command() -> None:
+@click.option(
+    "--jsapi-ticket", is_flag=True, help="Also keep the JS-SDK jsapi_ticket fresh (workers using wx.jssdk)."
+)
+def refresher_command(jsapi_ticket: bool) -> None:
     """Run the central token refresher in the foreground (for WXMP_REFRESHER='external' workers).
 
-    Keeps the access_token (and jsapi_ticket) fresh in the shared cache; stops on SIGTERM/Ctrl-C.
-    Only this host needs the AppSecret and a place in WeChat's API IP whitelist.
+    Keeps the access_token (and, with --jsapi-ticket, the jsapi_ticket) fresh in the shared cache;
+    stops on SIGTERM/Ctrl-C. Only this host needs the AppSecret and a place in the IP whitelist.
     """
     from .refresher import Refresher
 
@@ -372,6 +375,8 @@ def refresher_command() -> None:
         raise click.ClickException("WXMP_SECRET is not set: the central refresher needs it")
     if state.refresher is not None:
         state.refresher.stop()
+    if jsapi_ticket:
+        state.group("jssdk").manager  # noqa: B018 (creates the ticket's TokenManager)
     managers = list(state.tokens.values())
     if state.settings.refresher == "external":
         raise click.ClickException(
