@@ -15,8 +15,8 @@ wall-clock time is up, whichever comes first.
 Run it::
 
     pip install -e '.[bench]'
-    python benchmarks/token_fleet.py            # the full day, ~20 minutes on 2 cores
-    python benchmarks/token_fleet.py --quick    # ~10 lifetimes per row
+    python benchmarks/token_fleet.py            # the full day, ~16 minutes on 2 cores
+    python benchmarks/token_fleet.py --quick    # 10 lifetimes per row, ~5 minutes
     python benchmarks/token_fleet.py --rows wxmp-fs --workers 16 --lifetimes 5
 
 Everything stops by itself: workers have a hard deadline, the parent terminates stragglers, and the
