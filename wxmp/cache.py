@@ -243,10 +243,14 @@ class SharedStore:
 
 
 def _ttl(ttl: float) -> int:
-    """cachelib timeouts are whole seconds and 0 means forever: round up, never to 0."""
+    """cachelib timeouts are whole seconds and 0 means forever: round up, never to 0.
+
+    One second more, because the filesystem and memcached backends count from ``int(time())``
+    and would otherwise drop an entry up to a second before the expiry it carries.
+    """
     if ttl <= 0:
         return 0
-    return max(1, int(ttl + 0.999))
+    return max(1, int(ttl + 0.999)) + 1
 
 
 _REDIS_RELEASE = """

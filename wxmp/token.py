@@ -359,6 +359,8 @@ class TokenManager:
     ) -> TokenEntry:
         assert self._fetch is not None
         self._guard_degraded_fetch()
+        # The lifetime counts from when WeChat issued the token, i.e. before its answer reached us.
+        started = self.clock()
         try:
             value, expires_in = self._fetch(False)
             # stable_token hands back the same token while it is valid: ask for a new one when the
@@ -384,12 +386,12 @@ class TokenManager:
         self._fatal = None
         self._last_error = None
         now = self.clock()
-        expires_at = now + expires_in
+        expires_at = started + expires_in
         if previous is not None and value == previous.value:
             # Same token back (stable_token before its rotation window): look again halfway.
             refresh_at = now + max(0.5, (expires_at - now) / 2)
         else:
-            refresh_at = now + expires_in * (1 - self.margin)
+            refresh_at = started + expires_in * (1 - self.margin)
         entry = TokenEntry(value, expires_at, refresh_at, now, _HOST, os.getpid())
         self._write(entry)
         self._count_fetch()
