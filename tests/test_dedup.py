@@ -226,3 +226,23 @@ def test_simultaneous_retries_run_the_handler_once(tmp_path: Path, cache_spec: s
     # The winner answers its reply; the others answer it too, or "success" if they gave up waiting.
     assert winner in results
     assert set(results) <= {winner, None}
+
+
+def test_pending_mark_is_a_short_lease_and_the_reply_is_kept_for_the_ttl(
+    redis_url: str, tmp_path: Path
+) -> None:
+    import redis
+
+    from wxmp.cache import resolve_cache
+
+    store = SharedStore(resolve_cache(redis_url, str(tmp_path)), namespace="lease")
+    dedup = Deduplicator(store, ttl=300, lease=10)
+    assert dedup.claim("m1").run
+    client = redis.Redis.from_url(redis_url)
+    assert 0 < client.pttl("lease:dedup:m1") <= 10_000  # a crashed claimer frees it within 10 s
+    dedup.record("m1", "<xml>reply</xml>")
+    assert client.ttl("lease:dedup:m1") > 250
+    # After a crash (the lease lapsed without a reply), WeChat's next attempt runs the handler.
+    assert dedup.claim("m2").run
+    client.delete("lease:dedup:m2")
+    assert dedup.claim("m2").run

@@ -86,3 +86,19 @@ def test_repr_shows_no_secret(make_app):
         )
         for secret in (fake.secret, "tok123", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"):
             assert secret not in text
+
+
+def test_handlers_run_under_wechats_deadline(make_app):
+    from wxmp.deadline import remaining
+
+    app, wx = make_app(None, token="tok123")
+    seen = []
+
+    @wx.text
+    def handler(msg):
+        seen.append(remaining())
+        return "ok"
+
+    assert WeChatUser(app, "tok123").send_text("hi").content == "ok"
+    assert seen and 3.0 < seen[0] <= 4.0
+    assert remaining() is None

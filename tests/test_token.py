@@ -327,3 +327,20 @@ def test_classic_tokens_are_not_refetched_in_a_loop_while_the_cache_is_down(fake
     clock.advance(26)  # a quarter lifetime later, one more fetch each is allowed
     user_info(client_a)
     assert fake.count(TOKEN) <= 5
+
+
+def test_waits_inside_a_callback_handler_are_cut_to_its_deadline(fake, clock):
+    from wxmp.deadline import deadline, remaining
+
+    store = SharedStore(SimpleCache())
+    tm, _ = manager(fake, clock, store=store, wait=30)
+    holder = store.lock(f"{fake.appid}:access_token", ttl=60)
+    assert holder.acquire()  # another worker is "fetching" and never finishes
+    start = clock()
+    with deadline(0.5):
+        assert 0 < remaining() <= 0.5
+        with pytest.raises(TokenUnavailableError, match="timed out"):
+            tm.get()
+    assert remaining() is None
+    assert clock() - start < 1.0  # not the 30 s the manager would wait outside a handler
+    holder.release()

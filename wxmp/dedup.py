@@ -6,6 +6,12 @@ handler and then ``set``\\s the rendered reply; a retry finds the mark and answe
 without running the handler. A retry that arrives while the first run is still going polls for the
 reply for ``wait`` seconds, then answers ``success``.
 
+The pending mark is a *lease* of ``lease`` seconds (10): if the worker that claimed a message dies
+before recording its reply, WeChat's third attempt (about 10 s after the first) runs the handler
+again instead of the message being lost. The price: a handler that takes longer than the lease
+may run twice; such a handler has missed WeChat's 5 s anyway and should answer at once and send
+its result through the customer-service API.
+
 When the cache is down (:class:`~wxmp.cache.CacheUnavailable`) messages are processed without dedup
 and a warning is logged at most once a minute: a dead cache must never turn into a 500.
 """
@@ -51,6 +57,7 @@ class Deduplicator:
         store: SharedStore,
         ttl: float = 300,
         *,
+        lease: float = 10.0,
         wait: float = 2.0,
         poll: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
@@ -59,6 +66,7 @@ class Deduplicator:
     ) -> None:
         self.store = store
         self.ttl = ttl
+        self.lease = min(lease, ttl)
         self.wait = wait
         self.poll = poll
         self.clock = clock
@@ -79,7 +87,7 @@ class Deduplicator:
         """Claim ``key``; a duplicate gets the first run's reply (or ``success``)."""
         name = "dedup:" + key
         try:
-            if self.store.add(name, PENDING, self.ttl):
+            if self.store.add(name, PENDING, self.lease):
                 return _RUN_AND_RECORD
             value = self.store.get(name)
         except CacheUnavailable as exc:

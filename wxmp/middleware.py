@@ -30,6 +30,7 @@ from cachelib import SimpleCache
 from . import signals
 from .cache import SharedStore
 from .crypto import MessageCrypto, Verifier, make_nonce
+from .deadline import deadline
 from .dedup import Deduplicator
 from .dispatch import Router
 from .errors import CallbackError, ConfigError, DecryptError, ParseError
@@ -57,6 +58,9 @@ _STATUS = {
     413: "413 Content Too Large",
 }
 _SUCCESS = b"success"
+#: WeChat waits 5 s for an answer; waits inside a handler that it does not control (for a token)
+#: are cut to this (see wxmp.deadline).
+HANDLER_BUDGET = 4.0
 
 
 class _Refused(Exception):
@@ -257,7 +261,8 @@ class Callback:
                     value = None
                 else:
                     handler, handed = found
-                    value = handler(handed)
+                    with deadline(HANDLER_BUDGET):
+                        value = handler(handed)
                     if isinstance(value, str):
                         value = TextReply(value)
                 reply = reply_for(msg, value, self.clock())

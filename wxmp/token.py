@@ -27,6 +27,7 @@ from typing import Any
 
 from . import signals
 from .cache import CacheUnavailable, Lock, SharedStore
+from .deadline import remaining
 from .errors import (
     ApiError,
     CredentialError,
@@ -298,8 +299,13 @@ class TokenManager:
 
     def _obtain(self, reject: str | None, force: bool = False) -> TokenEntry:
         """Block (bounded) until a valid token other than ``reject`` is in hand."""
-        # Deadlines follow the injected clock so that tests drive them with a fake one.
-        deadline = self.clock() + (self.external_wait if self.external else self.wait)
+        # Deadlines follow the injected clock so that tests drive them with a fake one. Inside a
+        # callback handler the wait is also cut to what is left of WeChat's 5 s (wxmp.deadline).
+        budget = self.external_wait if self.external else self.wait
+        left = remaining()
+        if left is not None:
+            budget = min(budget, max(0.2, left))
+        deadline = self.clock() + budget
         while True:
             now = self.clock()
             entry = self._read()
