@@ -6,9 +6,11 @@ typed helpers for the API a real account uses.
 
 from __future__ import annotations
 
+from . import signals
 from .cache import CacheUnavailable, SharedStore
 from .client import ApiClient
 from .config import Settings
+from .dispatch import Router
 from .errors import (
     ApiError,
     CallbackError,
@@ -30,42 +32,6 @@ from .errors import (
     WxMPError,
 )
 from .extension import AppState, WxMP
-from .token import TokenManager, mask
-
-__version__ = "0.1.0"
-
-__all__ = [
-    "ApiClient",
-    "ApiError",
-    "AppState",
-    "CacheUnavailable",
-    "CallbackError",
-    "ConfigError",
-    "CredentialError",
-    "DecryptError",
-    "IPNotWhitelistedError",
-    "InvalidOpenIDError",
-    "NetworkError",
-    "NoMenuError",
-    "OutOfWindowError",
-    "ParseError",
-    "QuotaExceededError",
-    "Settings",
-    "SharedStore",
-    "SignatureError",
-    "SystemBusyError",
-    "TokenInvalidError",
-    "TokenManager",
-    "TokenUnavailableError",
-    "UnauthorizedApiError",
-    "WxMP",
-    "WxMPError",
-    "__version__",
-    "mask",
-]
-
-# --- callback exports ---
-from .dispatch import Router
 from .messages import Event, Message
 from .middleware import Callback
 from .replies import (
@@ -81,23 +47,52 @@ from .replies import (
     VideoReply,
     VoiceReply,
 )
+from .token import TokenManager, mask
 
-__all__ += [
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "AppState",
     "Article",
+    "CacheUnavailable",
     "Callback",
+    "CallbackError",
+    "ConfigError",
+    "CredentialError",
+    "DecryptError",
     "EmptyReply",
     "Event",
+    "IPNotWhitelistedError",
     "ImageReply",
+    "InvalidOpenIDError",
     "Message",
     "MusicReply",
+    "NetworkError",
     "NewsReply",
+    "NoMenuError",
+    "OutOfWindowError",
+    "ParseError",
+    "QuotaExceededError",
     "Reply",
     "Router",
+    "Settings",
+    "SharedStore",
+    "SignatureError",
     "SuccessReply",
+    "SystemBusyError",
     "TextReply",
+    "TokenInvalidError",
+    "TokenManager",
+    "TokenUnavailableError",
     "TransferCustomerServiceReply",
+    "UnauthorizedApiError",
     "VideoReply",
     "VoiceReply",
+    "WxMP",
+    "WxMPError",
+    "__version__",
+    "mask",
+    "signals",
 ]
-__all__.sort()
-# --- end callback exports ---
