@@ -15,7 +15,16 @@ def test_all_is_sorted_unique_and_importable():
 
 
 def test_contract_names_are_public():
-    for name in ("WxMP", "Callback", "Router", "ApiError", "ConfigError", "TextReply", "NewsReply", "signals"):
+    for name in (
+        "WxMP",
+        "Callback",
+        "Router",
+        "ApiError",
+        "ConfigError",
+        "TextReply",
+        "NewsReply",
+        "signals",
+    ):
         assert name in wxmp.__all__
 
 

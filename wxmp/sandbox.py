@@ -283,7 +283,8 @@ class Sandbox:
             mine = self._add("user", shown.pop("kind"), shown, pending=True)
         exchange: dict[str, Any] = {"request_xml": xml.decode(), "encrypted": user.mode != "plain"}
         reply: Reply | None = None
-        self._failures.caught = failures = []
+        failures: list[Any] = []
+        self._failures.caught = failures
         try:
             result = user.post(xml)
             exchange["status"] = result.status
@@ -422,7 +423,10 @@ def _action(action: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, A
         shown = {"kind": "event", "content": f"Opened {name}: {key}"}
         return "event", {"Event": "VIEW", "EventKey": key}, shown
     if kind in ("scancode_push", "scancode_waitmsg"):
-        info = {"ScanType": "qrcode", "ScanResult": _text(action, "result", "sandbox-scan", 512)}
+        info: dict[str, Any] = {
+            "ScanType": "qrcode",
+            "ScanResult": _text(action, "result", "sandbox-scan", 512),
+        }
         shown = {"kind": "event", "content": f"Scanned with {name}"}
         return "event", {"Event": kind, "EventKey": key, "ScanCodeInfo": info}, shown
     if kind == "location_select":

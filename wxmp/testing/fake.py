@@ -201,7 +201,7 @@ class FakeWeChat:
         self._server = make_server(
             self._host, self._port, self._wsgi, threaded=True, request_handler=_QuietHandler
         )
-        self._server.daemon_threads = True  # type: ignore[attr-defined]  (ThreadedWSGIServer)
+        self._server.daemon_threads = True  # type: ignore[attr-defined]
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="FakeWeChat", daemon=True
         )

@@ -66,7 +66,7 @@ def _xml_value(value: Any) -> str:
 
 
 def _xml_fields(fields: Mapping[str, Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for name, value in fields.items():
         if value is None:
             continue
