@@ -321,10 +321,7 @@ def _register_extras(app: Flask, state: AppState) -> None:
 
     if "wxmp" not in app.cli.commands:
         app.cli.add_command(wxmp_cli)
-    try:
-        sandbox = importlib.import_module("wxmp.sandbox")
-    except ModuleNotFoundError as exc:
-        if exc.name != "wxmp.sandbox":
-            raise
-        return
-    sandbox.register(app, state)
+    if state.settings.sandbox or state.settings.status:
+        from .sandbox import register
+
+        register(app, state)
