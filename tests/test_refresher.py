@@ -41,6 +41,7 @@ def test_refresher_starts_with_the_app_and_refreshes_ahead_of_expiry(fake, make_
     with signals.token_refreshed.connected_to(on_refresh):
         app, wx = make_app(fake)
         assert wx.state().refresher.running
+        assert wx.state().access_token.background  # callers leave the early refresh to it
         assert two.wait(10), "the refresher did not refresh twice"
     first, second = refreshed[:2]
     # The second token arrived before the first expired: nobody ever waited on an expired token.
@@ -49,6 +50,7 @@ def test_refresher_starts_with_the_app_and_refreshes_ahead_of_expiry(fake, make_
     assert fake.count("/cgi-bin/user/info") == 0  # no caller was needed for any of this
     wx.stop()
     assert not wx.state().refresher.running
+    assert not wx.state().access_token.background
 
 
 def test_no_refresher_without_a_secret_or_when_disabled(fake, make_app):

@@ -344,3 +344,15 @@ def test_waits_inside_a_callback_handler_are_cut_to_its_deadline(fake, clock):
     assert remaining() is None
     assert clock() - start < 1.0  # not the 30 s the manager would wait outside a handler
     holder.release()
+
+
+def test_callers_leave_the_early_refresh_to_a_running_refresher(fake, clock):
+    tm, _ = manager(fake, clock, margin=0.1)
+    first = tm.get()
+    tm.background = True  # what Refresher.start() sets
+    clock.advance(91)  # due, still valid
+    assert tm.get() == first  # the caller does not pay for a fetch
+    assert fake.count(STABLE) == 1
+    tm.tick()  # the refresher does
+    assert tm.get() != first
+    assert fake.count(STABLE) == 2

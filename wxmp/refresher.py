@@ -45,6 +45,7 @@ class Refresher:
         """Keep one more token fresh (the jsapi_ticket joins when JS-SDK is first used)."""
         if manager not in self.managers:
             self.managers.append(manager)
+            manager.background = self.running
 
     def start(self) -> None:
         if self.running:
@@ -52,10 +53,14 @@ class Refresher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.run, name="wxmp-refresher", daemon=True)
         self._thread.start()
+        for manager in self.managers:
+            manager.background = True
         _RUNNING.add(self)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        for manager in self.managers:
+            manager.background = False
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)

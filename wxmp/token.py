@@ -161,6 +161,8 @@ class TokenManager:
         self._last_error: WxMPError | None = None
         self._cache_warned_at = -_CACHE_WARN_EVERY
         self.cache_ok = True
+        #: Set by a running Refresher: refreshing ahead of expiry is its job, not the callers'.
+        self.background = False
         _MANAGERS.add(self)
 
     def __repr__(self) -> str:
@@ -179,7 +181,8 @@ class TokenManager:
         if entry is not None and now < entry.refresh_at:
             return entry.value
         if entry is not None and now < entry.expires_at:
-            if not self.external and self._allowed(now):
+            # Still valid: with a refresher thread running, callers never pay for the refresh.
+            if not self.external and not self.background and self._allowed(now):
                 refreshed = self._try_refresh()
                 if refreshed is not None:
                     return refreshed.value
