@@ -140,3 +140,38 @@ def test_gunicorn_preload_workers_each_run_a_refresher(fake, tmp_path):
         proc.terminate()
         _, stderr = proc.communicate(timeout=30)
     assert fake.secret not in stderr
+
+
+def test_fork_waits_for_a_fetch_in_progress(tmp_path):
+    # A child forked while the refresher thread is inside a fetch could inherit locks that thread
+    # held (resolver, imports) and hang on its first request; the fork hooks wait for the fetch.
+    script = """
+import json, os, threading
+from cachelib import SimpleCache
+from wxmp.cache import SharedStore
+from wxmp.refresher import Refresher
+from wxmp.token import TokenManager
+
+started, release, done = threading.Event(), threading.Event(), threading.Event()
+
+def fetch(force):
+    started.set()
+    release.wait(10)
+    done.set()
+    return "T" * 40, 7200
+
+manager = TokenManager("access_token", fetch, SharedStore(SimpleCache()), appid="wx1")
+refresher = Refresher([manager])
+refresher.start()
+assert started.wait(10)
+threading.Timer(0.3, release.set).start()
+pid = os.fork()  # must wait until the fetch has finished
+if pid == 0:
+    os.write(1, json.dumps({"done_at_fork": done.is_set()}).encode() + b"\\n")
+    os._exit(0)
+os.waitpid(pid, 0)
+refresher.stop()
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"done_at_fork": True}

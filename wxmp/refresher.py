@@ -23,6 +23,12 @@ log = logging.getLogger("wxmp.refresher")
 
 _RUNNING: weakref.WeakSet[Refresher] = weakref.WeakSet()
 
+# Held while a refresher does its work, and taken by the fork hooks: a fork never happens while
+# a refresher thread is inside a fetch. Otherwise the child could inherit a lock that thread held
+# (glibc's resolver, an import lock...) and hang forever on its first request (gunicorn --preload
+# forks its workers while the master's refresher may be fetching).
+_WORKING = threading.Lock()
+
 
 class Refresher:
     """Keep ``managers`` fresh from a thread (``start``) or the calling thread (``run``)."""
@@ -71,12 +77,13 @@ class Refresher:
         log.debug("refresher started in pid %d", os.getpid())
         while not self._stop.is_set():
             delay = self.max_sleep
-            for manager in list(self.managers):
-                try:
-                    delay = min(delay, manager.tick())
-                except Exception:  # never let the thread die: log and try again later
-                    log.exception("%s refresher step failed", manager.kind)
-                    delay = min(delay, 5.0)
+            with _WORKING:
+                for manager in list(self.managers):
+                    try:
+                        delay = min(delay, manager.tick())
+                    except Exception:  # never let the thread die: log and try again later
+                        log.exception("%s refresher step failed", manager.kind)
+                        delay = min(delay, 5.0)
             self._stop.wait(max(0.05, delay))
         log.debug("refresher stopped in pid %d", os.getpid())
 
@@ -86,7 +93,16 @@ class Refresher:
         self.start()
 
 
+def _before_fork() -> None:
+    _WORKING.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _WORKING.release()
+
+
 def _restart_after_fork() -> None:
+    _WORKING.release()
     for refresher in list(_RUNNING):
         refresher._after_fork()
 
@@ -96,5 +112,7 @@ def _stop_all() -> None:
         refresher.stop(timeout=1.0)
 
 
-os.register_at_fork(after_in_child=_restart_after_fork)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_restart_after_fork
+)
 atexit.register(_stop_all)
