@@ -161,3 +161,15 @@ def test_upload_video_for_mass(wx: Any, fake_wechat: FakeWeChat) -> None:
         "description": "描述",
     }
     wx.mass.send_mpvideo(result["media_id"], to_all=True)
+
+
+def test_fake_checks_mass_payloads(wx: Any) -> None:
+    # The fake answers like WeChat: a payload without its required field is 40035, an unknown
+    # msgtype 40008 (shared with the customer-service endpoint's validation).
+    client = wx.client
+    with pytest.raises(ApiError) as info:
+        client.post(SENDALL, {"msgtype": "image", "image": {}, "filter": {"is_to_all": True}})
+    assert info.value.errcode == 40035
+    with pytest.raises(ApiError) as info:
+        client.post(SENDALL, {"msgtype": "hologram", "hologram": {"x": 1}, "filter": {"is_to_all": True}})
+    assert info.value.errcode == 40008

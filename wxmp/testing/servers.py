@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -58,6 +59,15 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
+def _running(server: ServerProcess) -> Iterator[ServerProcess]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
 def redis_process() -> Iterator[ServerProcess]:
     """A private ``redis-server`` that keeps nothing on disk."""
     exe = shutil.which("redis-server")
@@ -67,12 +77,8 @@ def redis_process() -> Iterator[ServerProcess]:
     with tempfile.TemporaryDirectory() as tmp:
         argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         argv += ["--dir", tmp]
-        server = ServerProcess("redis-server", port, argv, "redis")
-        server.start()
-        try:
+        with _running(ServerProcess("redis-server", port, argv, "redis")) as server:
             yield server
-        finally:
-            server.stop()
 
 
 @contextlib.contextmanager
@@ -83,13 +89,7 @@ def memcached_process() -> Iterator[ServerProcess]:
         raise FileNotFoundError("memcached")
     port = free_port()
     argv = [exe, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16"]
-    import os
-
     if os.geteuid() == 0:
         argv += ["-u", "root"]
-    server = ServerProcess("memcached", port, argv, "memcached")
-    server.start()
-    try:
+    with _running(ServerProcess("memcached", port, argv, "memcached")) as server:
         yield server
-    finally:
-        server.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..fake import FakeWeChat, WeChatFault
+from ..fake import FakeRequest, FakeWeChat, WeChatFault
 
 #: Serialises state changes of the endpoint modules (the fake serves each request in a thread).
 LOCK = threading.RLock()
@@ -67,3 +67,20 @@ def openid_page(
     # Like WeChat, the last page still names its last openid as next_openid.
     page["next_openid"] = chunk[-1] if chunk else ""
     return page
+
+
+def message_payload(
+    req: FakeRequest, data: dict[str, Any], fields: dict[str, tuple[str, ...]]
+) -> dict[str, Any]:
+    """The ``data[msgtype]`` payload of a message body, checked as WeChat checks it.
+
+    Unknown msgtype: 40008; missing payload or one of ``fields[msgtype]``: 40035.
+    """
+    msgtype = data["msgtype"]
+    if msgtype not in fields:
+        raise WeChatFault(40008, "invalid message type")
+    payload = data.get(msgtype)
+    if not isinstance(payload, dict):
+        raise WeChatFault(40035, f"invalid args, missing {msgtype}")
+    req.require(payload, *fields[msgtype])
+    return payload

@@ -12,17 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..fake import FakeRequest, FakeWeChat, WeChatFault, endpoint
-from ._util import LOCK, follower, next_id, state
+from ._util import LOCK, follower, message_payload, next_id, state
 
 __all__ = ["mass_jobs"]
 
-_FIELDS: dict[str, str] = {
-    "text": "content",
-    "image": "media_id",
-    "voice": "media_id",
-    "mpnews": "media_id",
-    "mpvideo": "media_id",
-    "wxcard": "card_id",
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("content",),
+    "image": ("media_id",),
+    "voice": ("media_id",),
+    "mpnews": ("media_id",),
+    "mpvideo": ("media_id",),
+    "wxcard": ("card_id",),
 }
 
 
@@ -34,13 +34,7 @@ def mass_jobs(fake: FakeWeChat) -> dict[int, dict[str, Any]]:
 def _message(req: FakeRequest) -> dict[str, Any]:
     data = req.json
     req.require(data, "msgtype")
-    msgtype = data["msgtype"]
-    if msgtype not in _FIELDS:
-        raise WeChatFault(40008, "invalid message type")
-    payload = data.get(msgtype)
-    if not isinstance(payload, dict):
-        raise WeChatFault(40035, f"invalid args, missing {msgtype}")
-    req.require(payload, _FIELDS[msgtype])
+    message_payload(req, data, _FIELDS)
     return data
 
 

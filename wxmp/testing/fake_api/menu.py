@@ -16,6 +16,8 @@ from ._util import LOCK, next_id, state, utf8_len
 
 _ESCAPE = re.compile(rb"\\u[0-9a-fA-F]{4}")
 
+# Written out here rather than imported from wxmp.api.menu on purpose: the fake stands in for
+# WeChat, so a mistake in the client's table must not be mirrored by the fake (tests would pass).
 _NEEDS: dict[str, tuple[str, ...]] = {
     "click": ("key",),
     "scancode_push": ("key",),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..fake import FakeRequest, FakeWeChat, WeChatFault, endpoint
-from ._util import LOCK, follower, state
+from ._util import LOCK, follower, message_payload, state
 
 __all__ = ["close_window", "open_window", "sent_messages"]
 
@@ -62,12 +62,7 @@ def _send(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     data = req.json
     req.require(data, "touser", "msgtype")
     msgtype = data["msgtype"]
-    if msgtype not in _FIELDS:
-        raise WeChatFault(40008, "invalid message type")
-    payload = data.get(msgtype)
-    if not isinstance(payload, dict):
-        raise WeChatFault(40035, f"invalid args, missing {msgtype}")
-    req.require(payload, *_FIELDS[msgtype])
+    payload = message_payload(req, data, _FIELDS)
     if msgtype == "news" and len(payload["articles"]) > 1:
         raise WeChatFault(45008, "article size out of limit")
     _reachable(fake, data["touser"])
