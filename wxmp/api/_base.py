@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from ..client import ApiClient
+    from ..config import Settings
     from ..extension import AppState
 
 T = TypeVar("T")
@@ -21,6 +22,11 @@ class ApiGroup:
     @property
     def client(self) -> ApiClient:
         return self._state.client
+
+    @property
+    def settings(self) -> Settings:
+        """The account's validated settings (appid, secret...)."""
+        return self._state.settings
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"

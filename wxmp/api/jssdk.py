@@ -68,7 +68,7 @@ class JSSDKAPI(ApiGroup):
         nonce = "".join(secrets.choice(_NONCE_CHARS) for _ in range(16))
         config: dict[str, Any] = {
             "debug": debug,
-            "appId": self._state.settings.appid,
+            "appId": self.settings.appid,
             "timestamp": timestamp,
             "nonceStr": nonce,
             "signature": sign(self.ticket, nonce, timestamp, url),

@@ -23,7 +23,7 @@ class MiscAPI(ApiGroup):
 
     def clear_quota(self) -> dict[str, Any]:
         """Reset every daily API quota (10 times a month): ``POST /cgi-bin/clear_quota``."""
-        appid = self._state.settings.appid
+        appid = self.settings.appid
         if not appid:
             raise ConfigError("WXMP_APPID", "clear_quota needs the account's AppID")
         return self.client.post("/cgi-bin/clear_quota", {"appid": appid})

@@ -25,13 +25,13 @@ class OAuthAPI(ApiGroup):
     """The web authorisation flow: link, code exchange, refresh, user info, token check."""
 
     def _appid(self) -> str:
-        appid = self._state.settings.appid
+        appid = self.settings.appid
         if not appid:
             raise ConfigError("WXMP_APPID", "web authorisation needs the account's AppID")
         return appid
 
     def _secret(self) -> str:
-        secret = self._state.settings.secret
+        secret = self.settings.secret
         if not secret:
             raise ConfigError("WXMP_SECRET", "exchanging an OAuth code needs the AppSecret on this host")
         return secret
