@@ -15,7 +15,7 @@ import requests
 
 from wxmp import signals
 from wxmp.testing import FakeWeChat
-from wxmp.testing.servers import free_port
+from wxmp.testing.servers import free_port, gunicorn_quiet_flags
 
 
 def refresher_threads():
@@ -116,6 +116,7 @@ def test_gunicorn_preload_workers_each_run_a_refresher(fake, tmp_path):
             "-b",
             f"127.0.0.1:{port}",
             "gunicorn_app:app",
+            *gunicorn_quiet_flags(),
         ],
         env=env,
         stdout=subprocess.DEVNULL,

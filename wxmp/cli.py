@@ -26,7 +26,20 @@ from flask.cli import AppGroup
 from .errors import ApiError, ConfigError, NetworkError, TokenUnavailableError, WxMPError
 from .token import mask
 
-wxmp_cli = AppGroup("wxmp", help="WeChat Official Account tools (wxmp).")
+
+@click.group("wxmp", cls=AppGroup)
+@click.option(
+    "--account",
+    "account_name",
+    default=None,
+    metavar="NAME",
+    help="Act on this account of WXMP_ACCOUNTS (default: the app's default account).",
+)
+@click.pass_context
+def wxmp_cli(ctx: click.Context, account_name: str | None) -> None:
+    """WeChat Official Account tools (wxmp)."""
+    ctx.meta["wxmp.account"] = account_name
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -99,11 +112,17 @@ def _friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _account() -> Any:
+    """The account the command acts on (``--account NAME``, else the default one)."""
+    name = click.get_current_context().meta.get("wxmp.account")
+    return _ext().state().account(name)
+
+
 def _wx() -> Any:
-    ext = _ext()
-    if ext.state().settings.sandbox:
+    acct = _account()
+    if acct.settings.sandbox:
         click.echo("(sandbox mode: talking to the local fake WeChat)", err=True)
-    return ext
+    return acct
 
 
 def _duration(seconds: float) -> str:
@@ -131,7 +150,7 @@ def _json(data: Any) -> str:
 @_friendly
 def token_command(refresh: bool) -> None:
     """Show the access_token (masked), its age and expiry, and who fetched it."""
-    manager = _wx().state().access_token
+    manager = _wx().access_token
     if refresh:
         entry = manager.refresh()
     else:
@@ -307,7 +326,7 @@ def simulate_command(text: str, openid: str, show_xml: bool) -> None:
     from .testing.user import WeChatUser
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    settings = _ext().state().settings
+    settings = _account().settings
     if not settings.token:
         raise ConfigError("WXMP_TOKEN", "is required for the callback")
     user = WeChatUser(
@@ -371,18 +390,24 @@ def refresher_command(jsapi_ticket: bool) -> None:
     from .refresher import Refresher
 
     state = _ext().state()
-    if not state.settings.secret:
-        raise click.ClickException("WXMP_SECRET is not set: the central refresher needs it")
+    name = click.get_current_context().meta.get("wxmp.account")
+    accounts = [state.account(name)] if name else [a for a in state.accounts.values() if a.settings.appid]
+    for acct in accounts:
+        label = f"account {acct.name!r}: " if len(state.accounts) > 1 else ""
+        if not acct.settings.secret:
+            raise click.ClickException(f"{label}WXMP_SECRET is not set: the central refresher needs it")
+        if acct.settings.refresher == "external":
+            raise click.ClickException(
+                f"{label}WXMP_REFRESHER is 'external' in this config: the refresher itself must be allowed "
+                "to fetch (run it with WXMP_REFRESHER=thread or unset)"
+            )
     if state.refresher is not None:
         state.refresher.stop()
-    if jsapi_ticket:
-        state.group("jssdk").manager  # noqa: B018 (creates the ticket's TokenManager)
-    managers = list(state.tokens.values())
-    if state.settings.refresher == "external":
-        raise click.ClickException(
-            "WXMP_REFRESHER is 'external' in this config: the refresher itself must be allowed to fetch "
-            "(run it with WXMP_REFRESHER=thread or unset)"
-        )
+    managers = []
+    for acct in accounts:
+        if jsapi_ticket:
+            acct.group("jssdk").manager  # noqa: B018 (creates the ticket's TokenManager)
+        managers.extend(acct.tokens.values())
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("wxmp").setLevel(logging.INFO)

@@ -1,116 +1,102 @@
-"""WxMP: the Flask extension that wires the shared token, the API helpers and the callback."""
+"""WxMP: the Flask adapter over :class:`~wxmp.account.Account`.
+
+It reads ``app.config``, builds the app's account(s), mounts their callbacks in front of
+``app.wsgi_app`` (handlers run inside an app context), starts one refresher thread for all of
+them, and adds the ``flask wxmp`` CLI, the sandbox and the status page. Everything else lives in
+the framework-free core.
+"""
 
 from __future__ import annotations
 
-import importlib
 import os
-import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
-from .cache import SharedStore, resolve_cache
-from .client import ApiClient
-from .config import Settings
+from .account import Account, GroupAccess, Shortcuts, current_account
+from .cache import resolve_cache
+from .config import DEFAULTS, Settings
+from .dispatch import Router
+from .errors import ConfigError
 from .refresher import Refresher
-from .token import Fetcher, TokenManager
 
 if TYPE_CHECKING:
-    from .api.jssdk import JSSDKAPI
-    from .api.mass import MassAPI
-    from .api.media import MediaAPI
-    from .api.menu import MenuAPI
-    from .api.message import MessageAPI
-    from .api.misc import MiscAPI
-    from .api.oauth import OAuthAPI
-    from .api.qrcode import QRCodeAPI
-    from .api.tag import TagAPI
-    from .api.template import TemplateAPI
-    from .api.user import UserAPI
-    from .dispatch import Router
+    from cachelib import BaseCache
+
+    from .cache import SharedStore
+    from .client import ApiClient
     from .middleware import Callback
+    from .token import Fetcher, TokenManager
 
 __all__ = ["AppState", "WxMP"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: attribute -> (module, class) of each resource group, imported on first use.
-_GROUPS: dict[str, tuple[str, str]] = {
-    "user": ("wxmp.api.user", "UserAPI"),
-    "menu": ("wxmp.api.menu", "MenuAPI"),
-    "message": ("wxmp.api.message", "MessageAPI"),
-    "tag": ("wxmp.api.tag", "TagAPI"),
-    "mass": ("wxmp.api.mass", "MassAPI"),
-    "template": ("wxmp.api.template", "TemplateAPI"),
-    "media": ("wxmp.api.media", "MediaAPI"),
-    "qrcode": ("wxmp.api.qrcode", "QRCodeAPI"),
-    "jssdk": ("wxmp.api.jssdk", "JSSDKAPI"),
-    "oauth": ("wxmp.api.oauth", "OAuthAPI"),
-    "misc": ("wxmp.api.misc", "MiscAPI"),
-}
+#: The name of the account the single-account ``WXMP_*`` keys describe.
+DEFAULT = "default"
+#: Keys each account of ``WXMP_ACCOUNTS`` sets for itself; every other ``WXMP_*`` key is inherited.
+PER_ACCOUNT = ("WXMP_APPID", "WXMP_SECRET", "WXMP_TOKEN", "WXMP_AES_KEY", "WXMP_CALLBACK_PATH")
 
 
 @dataclass(eq=False)
 class AppState:
-    """Everything WxMP keeps for one Flask app (``WxMP.state()`` returns it)."""
+    """What WxMP keeps for one Flask app: its accounts, the default one, and the refresher.
 
-    settings: Settings
-    store: SharedStore
-    client: ApiClient
-    access_token: TokenManager
+    The attributes of the default account (``settings``, ``store``, ``client``, ``access_token``,
+    ``callback``...) are available here directly for the CLI, the sandbox and the status page.
+    """
+
+    accounts: dict[str, Account]
+    default: Account
     refresher: Refresher | None
     sender: WxMP
-    callback: Callback | None = None
-    groups: dict[str, Any] = field(default_factory=dict)
-    tokens: dict[str, TokenManager] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.default.settings
+
+    @property
+    def store(self) -> SharedStore:
+        return self.default.store
+
+    @property
+    def client(self) -> ApiClient:
+        return self.default.client
+
+    @property
+    def access_token(self) -> TokenManager:
+        return self.default.access_token
+
+    @property
+    def tokens(self) -> dict[str, TokenManager]:
+        return self.default.tokens
+
+    @property
+    def callback(self) -> Callback | None:
+        return self.default._callback
 
     def group(self, name: str) -> Any:
-        """The resource group ``name`` (``"menu"``, ``"user"``...), created on first use."""
-        group = self.groups.get(name)
-        if group is None:
-            module, cls = _GROUPS[name]
-            group = self.groups.setdefault(name, getattr(importlib.import_module(module), cls)(self))
-        return group
+        return self.default.group(name)
 
     def token_manager(self, kind: str, fetch: Fetcher | None) -> TokenManager:
-        """A TokenManager for ``kind`` on the shared cache (the jsapi_ticket uses this)."""
-        with self.lock:
-            manager = self.tokens.get(kind)
-            if manager is None:
-                manager = self.tokens[kind] = _manager(
-                    kind, fetch if self.settings.can_fetch else None, self.settings, self.store, self.sender
-                )
-                if self.refresher is not None:
-                    self.refresher.add(manager)
-            return manager
+        return self.default.token_manager(kind, fetch)
+
+    def account(self, name: str | None = None) -> Account:
+        """The account ``name`` (the default one for None), or a ConfigError listing the names."""
+        if name is None:
+            return self.default
+        try:
+            return self.accounts[name]
+        except KeyError:
+            known = ", ".join(sorted(self.accounts))
+            raise ConfigError("WXMP_ACCOUNTS", f"no account named {name!r} (configured: {known})") from None
 
 
-def _manager(
-    kind: str,
-    fetch: Fetcher | None,
-    settings: Settings,
-    store: SharedStore,
-    sender: object,
-    exclusive: bool = False,
-) -> TokenManager:
-    return TokenManager(
-        kind,
-        fetch,
-        store,
-        appid=settings.appid or "-",
-        margin=settings.refresh_margin,
-        exclusive=exclusive,
-        lock_ttl=2 * settings.timeout + 1,
-        wait=2 * settings.timeout + 2,
-        external_wait=settings.external_wait,
-        sender=sender,
-    )
-
-
-class WxMP:
+class WxMP(GroupAccess, Shortcuts):
     """The WeChat Official Account extension.
 
     ``WxMP(app)`` or ``wx = WxMP(); wx.init_app(app)``. Configuration comes from ``app.config``
@@ -138,69 +124,106 @@ class WxMP:
     ``WXMP_SANDBOX``             serve the sandbox chat page on a local fake WeChat API (default:
                                  on only for a debug/testing app without a secret)
     ``WXMP_STATUS``              serve /wxmp/status (off); ``WXMP_STATUS_CHECK`` guards it
+    ``WXMP_ACCOUNTS``            more accounts: ``{"shop": {"appid": ..., "token": ...}}``; each
+                                 gets its own callback path (``/wechat/<name>``), token keys,
+                                 router and API groups, and inherits the other keys
     ============================ ==========================================================
     """
 
     def __init__(self, app: Flask | None = None, **overrides: Any) -> None:
         self._app = app
         self._overrides = overrides
-        self._states: dict[Flask, AppState] = {}
-        self._router: Router | None = None
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        self._routers: dict[str, Router] = {}
         if app is not None:
             self.init_app(app)
 
     def __repr__(self) -> str:
-        apps = ", ".join(a.name for a in self._states)
+        apps = ", ".join(a.name for a in self._apps)
         return f"<WxMP [{apps}]>"
 
     # -- set-up -------------------------------------------------------------------------------
 
     def init_app(self, app: Flask) -> None:
-        """Read and validate the config, start the refresher, install the callback on ``app``."""
+        """Read and validate the config, build the accounts, install their callbacks, start the refresher.
+
+        A second ``init_app`` on the same app raises RuntimeError (by this or another WxMP).
+        """
         if "wxmp" in app.extensions:
             raise RuntimeError(
                 "A WxMP instance is already registered on this app. Call init_app once per app; "
                 "reach the existing one with app.extensions['wxmp']."
             )
-        settings = Settings.from_mapping(app.config, self._overrides, development=app.debug or app.testing)
+        development = app.debug or app.testing
+        settings = Settings.from_mapping(app.config, self._overrides, development=development)
+        extra = {
+            name: _account_settings(app.config, self._overrides, name, mapping, development)
+            for name, mapping in _named_accounts(app.config, self._overrides).items()
+        }
         if settings.sandbox:
             from .sandbox import prepare
 
             settings = prepare(app, settings)  # a local FakeWeChat answers every API call
         settings.store_defaults(app.config)
-        cache = resolve_cache(settings.cache, os.path.join(app.instance_path, "wxmp-cache"))
-        store = SharedStore(cache, namespace=f"wxmp:{settings.appid or '-'}")
-        client = ApiClient(settings.api_base, timeout=settings.timeout, sender=self)
-        fetch: Fetcher | None = None
-        if settings.can_fetch:
-            appid, secret, stable = settings.appid, settings.secret, settings.stable_token
-            assert appid and secret
+        default_dir = os.path.join(app.instance_path, "wxmp-cache")
+        caches: dict[int, BaseCache] = {}
 
-            def fetch(force: bool) -> tuple[str, int]:
-                return client.fetch_access_token(appid, secret, stable=stable, force=force)
+        def cache_for(spec: Any) -> BaseCache:
+            # Accounts configured with the same cache share one client / folder.
+            key = id(spec) if not isinstance(spec, (str, type(None))) else hash(spec)
+            if key not in caches:
+                caches[key] = resolve_cache(spec, default_dir)
+            return caches[key]
 
-        access = _manager("access_token", fetch, settings, store, self, exclusive=not settings.stable_token)
-        client.token = access if settings.appid else None
-        refresher = Refresher([access]) if settings.refresher == "thread" else None
-        state = AppState(settings, store, client, access, refresher, self)
-        state.tokens["access_token"] = access
-        self._states[app] = state
-        app.extensions["wxmp"] = self
-
-        if settings.token is not None:
-            from .middleware import install
-
-            state.callback = install(
-                app, router=self.router, settings=settings, store=store.for_messages(), sender=self
+        accounts: dict[str, Account] = {}
+        single = settings.appid is not None or settings.token is not None or not extra
+        if single:
+            router = self.router_for(DEFAULT)
+            accounts[DEFAULT] = Account.from_settings(
+                settings, cache_for(settings.cache), name=DEFAULT, router=router, sender=self
             )
+        for name, own in extra.items():
+            if not accounts:
+                self._adopt_default(name)  # the first named account is the default one
+            if name in accounts:
+                raise ConfigError("WXMP_ACCOUNTS", f"{name!r} is the single-account keys' name: pick another")
+            accounts[name] = Account.from_settings(
+                own, cache_for(own.cache), name=name, router=self.router_for(name), sender=self
+            )
+        default = next(iter(accounts.values()))
+
+        paths: dict[str, str] = {}
+        for name, acct in accounts.items():
+            if acct.settings.token is None:
+                continue
+            path = acct.settings.callback_path
+            if path in paths:
+                raise ConfigError(
+                    "WXMP_ACCOUNTS", f"accounts {paths[path]!r} and {name!r} share the callback path {path}"
+                )
+            paths[path] = name
+            acct.handler_context = app.app_context
+            app.wsgi_app = acct.callback.wrap(app.wsgi_app)  # type: ignore[method-assign]
+
+        threaded = [a for a in accounts.values() if a.settings.refresher == "thread"]
+        refresher = Refresher([]) if threaded else None
+        for acct in threaded:
+            acct.start_refresher(refresher)
+        state = AppState(accounts, default, refresher, self)
+        app.extensions["wxmp"] = self
+        app.extensions["wxmp.state"] = state
+        self._apps.add(app)
         _register_extras(app, state)
         if refresher is not None:
             refresher.start()
+            # A discarded app must not leave its thread running (the state dies with the app).
+            weakref.finalize(app, refresher.stop, 1.0)
 
     def stop(self) -> None:
         """Stop the refresher threads (and sandbox fakes) of every app this extension serves."""
-        for app, state in self._states.items():
-            if state.refresher is not None:
+        for app in list(self._apps):
+            state = app.extensions.get("wxmp.state")
+            if state is not None and state.refresher is not None:
                 state.refresher.stop()
             sandbox = app.extensions.get("wxmp.sandbox")
             if sandbox is not None:
@@ -210,109 +233,112 @@ class WxMP:
         """The per-app state: ``app``, the app given to the constructor, or ``current_app``."""
         if app is None:
             app = self._app if self._app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
-        try:
-            return self._states[app]
-        except KeyError:
+        state = app.extensions.get("wxmp.state")
+        if state is None or app.extensions.get("wxmp") is not self:
             raise RuntimeError(f"WxMP is not initialised on app {app.name!r}: call wx.init_app(app)")
+        return state  # type: ignore[no-any-return]
+
+    @property
+    def accounts(self) -> Mapping[str, Account]:
+        """The current app's accounts by name (``"default"`` for the single-account keys)."""
+        return self.state().accounts
+
+    def account(self, name: str | None = None) -> Account:
+        """The account that is handling a message, else ``name``, else the app's default account."""
+        if name is not None:
+            return self.state().account(name)
+        acct = current_account()
+        if acct is not None and acct.sender is self:
+            return acct
+        return self.state().default
 
     @property
     def settings(self) -> Settings:
-        return self.state().settings
+        return self.account().settings
 
     @property
     def client(self) -> ApiClient:
-        return self.state().client
+        return self.account().client
 
     # -- the token ----------------------------------------------------------------------------
 
     @property
     def access_token(self) -> str:
         """A valid access_token from the shared cache (fetched if this process may fetch)."""
-        return self.state().access_token.get()
+        return self.account().access_token.get()
 
     # -- handlers -----------------------------------------------------------------------------
 
+    def router_for(self, account: str) -> Router:
+        """The handler registry of the account named ``account`` (shared by every app)."""
+        router = self._routers.get(account)
+        if router is None:
+            router = self._routers.setdefault(account, Router())
+        return router
+
     @property
     def router(self) -> Router:
-        """The handler registry shared by every app this extension serves."""
-        if self._router is None:
-            from .dispatch import Router
+        """The default account's handler registry."""
+        return self.router_for(DEFAULT)
 
-            self._router = Router()
-        return self._router
+    def _adopt_default(self, name: str) -> None:
+        """Make ``name``'s router the default one (handlers registered without ``account=``)."""
+        default = self.router_for(DEFAULT)
+        own = self._routers.get(name)
+        if own is not None and own is not default:
+            default.routes.extend(own.routes)
+            default._table.clear()
+        self._routers[name] = default
 
-    def on(self, kind: str | None = None, **kwargs: Any) -> Callable[[F], F]:
-        """Register a handler: ``@wx.on("text")``, ``@wx.on("click", key="K")``, ``@wx.on()``."""
-        return self.router.on(kind, **kwargs)
+    def on(self, kind: str | None = None, *, account: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+        """Register a handler: ``@wx.on("text")``, ``@wx.on("click", key="K")``, ``@wx.on()``.
 
-    # Sugar over ``on``: ``@wx.text``, ``@wx.click(key="K")``, ``@wx.default``... (see Router).
-    text = property(lambda self: self.router.text)
-    image = property(lambda self: self.router.image)
-    voice = property(lambda self: self.router.voice)
-    video = property(lambda self: self.router.video)
-    location = property(lambda self: self.router.location)
-    link = property(lambda self: self.router.link)
-    event = property(lambda self: self.router.event)
-    subscribe = property(lambda self: self.router.subscribe)
-    unsubscribe = property(lambda self: self.router.unsubscribe)
-    click = property(lambda self: self.router.click)
-    scan = property(lambda self: self.router.scan)
-    location_event = property(lambda self: self.router.location_event)
-    default = property(lambda self: self.router.default)
+        ``account="shop"`` registers it for that account of ``WXMP_ACCOUNTS`` only.
+        """
+        router = self.router if account is None else self.router_for(account)
+        return router.on(kind, **kwargs)
 
-    # -- API groups ---------------------------------------------------------------------------
+    # -- API groups: the handling account's inside a handler, else the default account's --------
 
-    @property
-    def user(self) -> UserAPI:
-        return self.state().group("user")
+    def group(self, name: str) -> Any:
+        return self.account().group(name)
 
-    @property
-    def menu(self) -> MenuAPI:
-        return self.state().group("menu")
 
-    @property
-    def message(self) -> MessageAPI:
-        return self.state().group("message")
+def _named_accounts(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    value = overrides.get("accounts", overrides.get("WXMP_ACCOUNTS", config.get("WXMP_ACCOUNTS")))
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+        raise ConfigError("WXMP_ACCOUNTS", 'maps names to settings: {"shop": {"appid": ..., "token": ...}}')
+    for name in value:
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError("WXMP_ACCOUNTS", f"account names are letters, digits, - and _: {name!r}")
+    return dict(value)
 
-    @property
-    def tag(self) -> TagAPI:
-        return self.state().group("tag")
 
-    @property
-    def mass(self) -> MassAPI:
-        return self.state().group("mass")
-
-    @property
-    def template(self) -> TemplateAPI:
-        return self.state().group("template")
-
-    @property
-    def media(self) -> MediaAPI:
-        return self.state().group("media")
-
-    @property
-    def qrcode(self) -> QRCodeAPI:
-        return self.state().group("qrcode")
-
-    @property
-    def jssdk(self) -> JSSDKAPI:
-        return self.state().group("jssdk")
-
-    @property
-    def oauth(self) -> OAuthAPI:
-        return self.state().group("oauth")
-
-    @property
-    def misc(self) -> MiscAPI:
-        return self.state().group("misc")
-
-    def get_callback_ip(self) -> list[str]:
-        """The IPs WeChat pushes callbacks from: ``GET /cgi-bin/getcallbackip``."""
-        return self.misc.get_callback_ip()
-
-    def clear_quota(self) -> dict[str, Any]:
-        """Reset the account's daily API quotas (10 times a month): ``POST /cgi-bin/clear_quota``."""
-        return self.misc.clear_quota()
+def _account_settings(
+    config: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    name: str,
+    mapping: Mapping[str, Any],
+    development: bool,
+) -> Settings:
+    """One ``WXMP_ACCOUNTS`` entry: its own keys over the app's shared (non-credential) keys."""
+    shared = {k: config[k] for k in DEFAULTS if k in config and k not in PER_ACCOUNT}
+    for key, value in overrides.items():
+        full = key if key.startswith("WXMP_") else "WXMP_" + key.upper()
+        if full in DEFAULTS and full not in PER_ACCOUNT:
+            shared[full] = value
+    own: dict[str, Any] = {"WXMP_CALLBACK_PATH": f"/wechat/{name}", "WXMP_SANDBOX": False}
+    for key, value in mapping.items():
+        full = key if key.startswith("WXMP_") else "WXMP_" + key.upper()
+        if full not in DEFAULTS:
+            raise ConfigError(f"WXMP_ACCOUNTS[{name!r}]", f"unknown setting {key!r}")
+        own[full] = value
+    try:
+        return Settings.from_mapping({**shared, **own}, development=development)
+    except ConfigError as exc:
+        raise ConfigError(f"WXMP_ACCOUNTS[{name!r}].{exc.key}", exc.problem) from None
 
 
 def _register_extras(app: Flask, state: AppState) -> None:

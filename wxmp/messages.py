@@ -16,11 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from lxml import etree
 
+from .context import current_account
 from .errors import ParseError
+
+if TYPE_CHECKING:
+    from .account import Account
 
 __all__ = [
     "ClickEvent",
@@ -163,6 +167,11 @@ class Message:
     msg_id = _Field("MsgId", _opt_int)
     msg_data_id = _Field("MsgDataId", _opt_int)
     idx = _Field("Idx", _opt_int)
+
+    @property
+    def account(self) -> Account | None:
+        """The account that received this message (while its handler runs; None elsewhere)."""
+        return current_account()
 
     @property
     def openid(self) -> str:

@@ -6,27 +6,27 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from ..account import Account
     from ..client import ApiClient
     from ..config import Settings
-    from ..extension import AppState
 
 T = TypeVar("T")
 
 
 class ApiGroup:
-    """A group of endpoints sharing the app's :class:`~wxmp.client.ApiClient` and settings."""
+    """A group of endpoints sharing one account's :class:`~wxmp.client.ApiClient` and settings."""
 
-    def __init__(self, state: AppState) -> None:
-        self._state = state
+    def __init__(self, account: Account) -> None:
+        self._account = account
 
     @property
     def client(self) -> ApiClient:
-        return self._state.client
+        return self._account.client
 
     @property
     def settings(self) -> Settings:
         """The account's validated settings (appid, secret...)."""
-        return self._state.settings
+        return self._account.settings
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"

@@ -36,7 +36,7 @@ class JSSDKAPI(ApiGroup):
     @property
     def manager(self) -> TokenManager:
         """The TokenManager of the jsapi_ticket (created, and handed to the refresher, on first use)."""
-        return self._state.token_manager("jsapi_ticket", self._fetch)
+        return self._account.token_manager("jsapi_ticket", self._fetch)
 
     def _fetch(self, force: bool) -> tuple[str, int]:
         # getticket has no force flag; a fresh call is the best we can do.

@@ -12,13 +12,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["ServerProcess", "free_port", "memcached_process", "redis_process"]
+__all__ = ["ServerProcess", "free_port", "gunicorn_quiet_flags", "memcached_process", "redis_process"]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def gunicorn_quiet_flags() -> list[str]:
+    """Extra flags for a throwaway gunicorn: version 27 opens a control socket at one fixed path in
+    the home folder, which parallel test servers would fight over; turn it off."""
+    import gunicorn
+
+    return ["--no-control-socket"] if gunicorn.version_info >= (27,) else []
 
 
 @dataclass

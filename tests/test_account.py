@@ -1,0 +1,467 @@
+"""Account: the core without Flask, several accounts in one Flask app, one token per appid for the fleet."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections import Counter
+from pathlib import Path
+
+import flask
+import pytest
+import requests
+
+from wxmp import Account, ConfigError, TextReply, WxMP
+from wxmp.testing import FakeWeChat, WeChatUser
+from wxmp.testing.servers import free_port, gunicorn_quiet_flags
+
+TESTS = Path(__file__).parent
+LIFETIME = 3.0
+TOKEN_PATHS = ("/cgi-bin/token", "/cgi-bin/stable_token")
+
+
+@pytest.fixture
+def fake():
+    with FakeWeChat() as fake:
+        fake.add_user("o1")
+        yield fake
+
+
+@pytest.fixture
+def fake_b():
+    with FakeWeChat(appid="wx00000000000000b2", secret="secret-of-account-b-0123456789ab") as fake:
+        fake.add_user("o1")
+        yield fake
+
+
+def _settings(fake: FakeWeChat, **extra):
+    return {"appid": fake.appid, "secret": fake.secret, "api_base": fake.url, **extra}
+
+
+# -- Account on its own ------------------------------------------------------------------------------
+
+
+def test_account_from_keywords_or_a_mapping_validates_like_the_config(fake):
+    by_kw = Account(cache="simple", **_settings(fake))
+    by_map = Account({"WXMP_APPID": fake.appid, "WXMP_SECRET": fake.secret, "WXMP_API_BASE": fake.url})
+    assert by_kw.settings.appid == by_map.settings.appid == fake.appid
+    assert by_map.settings.api_base == fake.url
+    with pytest.raises(ConfigError, match=r"WXMP_AES_KEY: must be 43"):
+        Account(appid=fake.appid, token="tok123", aes_key="short")
+    with pytest.raises(ConfigError, match=r"WXMP_APPIDD: unknown setting"):
+        Account(appidd="wx1")
+
+
+def test_account_calls_the_api_and_starts_no_thread_until_asked(fake, tmp_path):
+    acct = Account(cache=f"filesystem:{tmp_path}", **_settings(fake))
+    assert acct.user.get("o1")["openid"] == "o1"
+    assert acct.menu is acct.group("menu")
+    assert "wxmp-refresher" not in [t.name for t in threading.enumerate()]
+    refresher = acct.start_refresher()
+    try:
+        assert refresher.running and acct.access_token.background
+        assert acct.start_refresher() is refresher  # idempotent
+    finally:
+        acct.stop()
+    assert not refresher.running
+
+
+def test_accounts_with_the_same_appid_and_cache_share_one_token(fake, tmp_path):
+    cache = f"filesystem:{tmp_path / 'shared'}"
+    first = Account(cache=cache, **_settings(fake))
+    second = Account(cache=cache, **_settings(fake))
+    assert first.access_token.get() == second.access_token.get()
+    assert fake.count("/cgi-bin/stable_token") == 1
+
+
+def test_the_default_cache_is_a_per_user_folder(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    acct = Account(**_settings(fake))
+    acct.access_token.get()
+    assert acct.store.backend == "filesystem"
+    assert (tmp_path / "xdg" / "wxmp").is_dir()
+
+
+def test_account_callback_is_a_wsgi_app_and_handlers_see_their_account(fake):
+    acct = Account(token="acct123", cache="simple", **_settings(fake))
+    seen = []
+
+    @acct.on("text")
+    def echo(msg):
+        seen.append(msg.account)
+        acct.message.send_text(msg.openid, "pong")
+        return f"got {msg.content}"
+
+    user = WeChatUser(acct.callback, "acct123", openid="o1")
+    reply = user.send_text("ping")
+    assert isinstance(reply, TextReply) and reply.content == "got ping"
+    assert seen == [acct]
+    assert [c.json["touser"] for c in fake.calls("/cgi-bin/message/custom/send")] == ["o1"]
+
+
+def test_account_text_shortcut_registers_on_its_router(fake):
+    acct = Account(token="acct123", cache="simple", **_settings(fake))
+
+    @acct.text
+    def echo(msg):
+        return msg.content
+
+    assert acct.router.routes[0].handler is echo
+    assert WeChatUser(acct.callback, "acct123").send_text("hi").content == "hi"
+
+
+def test_callback_without_a_token_is_a_config_error(fake):
+    with pytest.raises(ConfigError, match="WXMP_TOKEN"):
+        Account(cache="simple", **_settings(fake)).callback  # noqa: B018
+
+
+def test_account_in_a_process_that_never_imports_flask(fake, tmp_path):
+    script = f"""
+import json, sys
+from wxmp import Account
+acct = Account(appid={fake.appid!r}, secret={fake.secret!r}, api_base={fake.url!r},
+               cache={"filesystem:" + str(tmp_path / "c")!r})
+user = acct.user.get("o1")
+acct.menu.create({{"button": [{{"type": "click", "name": "Hi", "key": "K1"}}]}})
+acct.message.send_text("o1", "from a script")
+print(json.dumps({{"openid": user["openid"], "flask": "flask" in sys.modules}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"openid": "o1", "flask": False}
+    assert fake.count("/cgi-bin/menu/create") == 1
+    assert fake.calls("/cgi-bin/message/custom/send")[0].json["text"]["content"] == "from a script"
+
+
+# -- WxMP over accounts --------------------------------------------------------------------------------
+
+
+def _multi_app(tmp_path, fake, fake_b, **config):
+    app = flask.Flask("multi", instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        WXMP_CACHE="simple",
+        WXMP_ACCOUNTS={
+            "main": {"appid": fake.appid, "secret": fake.secret, "api_base": fake.url, "token": "maintoken"},
+            "shop": {
+                "WXMP_APPID": fake_b.appid,
+                "WXMP_SECRET": fake_b.secret,
+                "WXMP_API_BASE": fake_b.url,
+                "WXMP_TOKEN": "shoptoken",
+            },
+        },
+        **config,
+    )
+    return app
+
+
+def test_each_account_has_its_path_router_token_and_groups(tmp_path, fake, fake_b):
+    app = _multi_app(tmp_path, fake, fake_b)
+    wx = WxMP()
+    handled = []
+
+    @wx.on("text")  # no account=: the default account, the first of WXMP_ACCOUNTS
+    def main_echo(msg):
+        handled.append(("main", msg.account.name))
+        wx.message.send_text(msg.openid, "from main")
+        return "main"
+
+    @wx.on("text", account="shop")
+    def shop_echo(msg):
+        handled.append(("shop", msg.account.name))
+        wx.message.send_text(msg.openid, "from shop")  # the receiving account's token, not the default
+        return "shop"
+
+    wx.init_app(app)
+    try:
+        with app.app_context():
+            assert set(wx.accounts) == {"main", "shop"}
+            assert wx.account().name == "main"
+            assert wx.accounts["shop"].settings.callback_path == "/wechat/shop"
+        main = WeChatUser(app.wsgi_app, "maintoken", openid="o1", path="/wechat/main")
+        shop = WeChatUser(app.wsgi_app, "shoptoken", openid="o1", path="/wechat/shop")
+        assert main.send_text("a").content == "main"
+        assert shop.send_text("b").content == "shop"
+        assert handled == [("main", "main"), ("shop", "shop")]
+        assert [c.json["text"]["content"] for c in fake.calls("/cgi-bin/message/custom/send")] == [
+            "from main"
+        ]
+        assert [c.json["text"]["content"] for c in fake_b.calls("/cgi-bin/message/custom/send")] == [
+            "from shop"
+        ]
+        # Each fake accepted only its own tokens: nothing crossed over.
+        assert all(fake_b.is_valid(c.token) for c in fake_b.calls("/cgi-bin/message/custom/send"))
+        with app.app_context():
+            assert wx.accounts["shop"].user.get("o1")["openid"] == "o1"
+        assert fake_b.count("/cgi-bin/user/info") == 1 and fake.count("/cgi-bin/user/info") == 0
+    finally:
+        wx.stop()
+
+
+def test_a_push_signed_for_one_account_is_refused_on_the_other(tmp_path, fake, fake_b):
+    app = _multi_app(tmp_path, fake, fake_b)
+    wx = WxMP(app)
+    try:
+        forged = WeChatUser(app.wsgi_app, "maintoken", path="/wechat/shop")
+        assert forged.post(forged.message_xml("text", {"Content": "x"})).status == 403
+    finally:
+        wx.stop()
+
+
+def test_two_accounts_keep_their_tokens_under_their_own_appid(tmp_path, fake, fake_b):
+    app = _multi_app(tmp_path, fake, fake_b)
+    wx = WxMP(app)
+    try:
+        with app.app_context():
+            main, shop = wx.accounts["main"], wx.accounts["shop"]
+            assert main.access_token.get() != shop.access_token.get()
+            assert main.store.namespace == f"wxmp:{fake.appid}"
+            assert shop.store.namespace == f"wxmp:{fake_b.appid}"
+            assert main.store.cache is shop.store.cache  # one cache, two namespaces
+    finally:
+        wx.stop()
+
+
+def test_single_account_keys_beside_named_accounts(tmp_path, fake, fake_b):
+    app = flask.Flask("mixed", instance_path=str(tmp_path / "i"))
+    app.config.update(
+        WXMP_APPID=fake.appid,
+        WXMP_SECRET=fake.secret,
+        WXMP_API_BASE=fake.url,
+        WXMP_TOKEN="maintoken",
+        WXMP_CACHE="simple",
+        WXMP_ACCOUNTS={"shop": {"appid": fake_b.appid, "api_base": fake_b.url, "token": "shoptoken"}},
+    )
+    wx = WxMP(app)
+    try:
+        with app.app_context():
+            assert list(wx.accounts) == ["default", "shop"]
+            assert wx.accounts["shop"].settings.secret is None  # credentials are never inherited
+            assert wx.accounts["shop"].settings.cache == "simple"  # the rest is
+        assert WeChatUser(app.wsgi_app, "maintoken").verify("e1") == "e1"
+        assert WeChatUser(app.wsgi_app, "shoptoken", path="/wechat/shop").verify("e2") == "e2"
+    finally:
+        wx.stop()
+
+
+@pytest.mark.parametrize(
+    ("accounts", "match"),
+    [
+        ({"shop": {"tokn": "x"}}, r"WXMP_ACCOUNTS\['shop'\]: unknown setting 'tokn'"),
+        ({"shop": {"aes_key": "bad", "appid": "wx1"}}, r"WXMP_ACCOUNTS\['shop'\]\.WXMP_AES_KEY"),
+        (["shop"], "maps names to settings"),
+        ({"a b": {}}, "account names"),
+        (
+            {"a": {"token": "tok1", "callback_path": "/w"}, "b": {"token": "tok2", "callback_path": "/w"}},
+            "share the callback path /w",
+        ),
+    ],
+)
+def test_bad_accounts_config_names_the_account(tmp_path, accounts, match):
+    app = flask.Flask("bad", instance_path=str(tmp_path))
+    app.config.update(WXMP_CACHE="simple", WXMP_ACCOUNTS=accounts)
+    with pytest.raises(ConfigError, match=match):
+        WxMP(app)
+
+
+def test_unknown_account_name_lists_the_configured_ones(tmp_path, fake, fake_b):
+    app = _multi_app(tmp_path, fake, fake_b)
+    wx = WxMP(app)
+    try:
+        with (
+            app.app_context(),
+            pytest.raises(ConfigError, match=r"no account named 'nope' \(configured: main, shop\)"),
+        ):
+            wx.account("nope")
+    finally:
+        wx.stop()
+
+
+def test_cli_account_option(tmp_path, fake, fake_b):
+    app = _multi_app(tmp_path, fake, fake_b)
+    wx = WxMP(app)
+    try:
+        runner = app.test_cli_runner()
+        result = runner.invoke(args=["wxmp", "--account", "shop", "send", "o1", "hello shop"])
+        assert result.exit_code == 0, result.output
+        assert fake_b.calls("/cgi-bin/message/custom/send")[0].json["text"]["content"] == "hello shop"
+        assert fake.count("/cgi-bin/message/custom/send") == 0
+        result = runner.invoke(args=["wxmp", "--account", "nope", "token"])
+        assert result.exit_code == 1
+        assert "no account named 'nope'" in result.output
+    finally:
+        wx.stop()
+
+
+def test_one_refresher_thread_serves_every_account(tmp_path, fake, fake_b):
+    app = _multi_app(tmp_path, fake, fake_b)
+    wx = WxMP(app)
+    try:
+        state = wx.state(app)
+        assert state.refresher is not None and state.refresher.running
+        kinds = {(m.store.namespace, m.kind) for m in state.refresher.managers}
+        assert kinds == {(f"wxmp:{fake.appid}", "access_token"), (f"wxmp:{fake_b.appid}", "access_token")}
+        names = [t.name for t in threading.enumerate()]
+        assert names.count("wxmp-refresher") == 1
+    finally:
+        wx.stop()
+
+
+def test_second_init_app_on_one_app_is_refused(tmp_path, fake):
+    app = flask.Flask("twice", instance_path=str(tmp_path))
+    app.config.update(WXMP_APPID=fake.appid, WXMP_API_BASE=fake.url, WXMP_CACHE="simple")
+    wx = WxMP(app)
+    with pytest.raises(RuntimeError, match="already registered"):
+        wx.init_app(app)
+    with pytest.raises(RuntimeError, match="already registered"):
+        WxMP().init_app(app)
+
+
+def test_a_discarded_app_is_freed(tmp_path, fake):
+    wx = WxMP()
+    for i in range(3):
+        app = flask.Flask(f"gone{i}", instance_path=str(tmp_path / str(i)))
+        app.config.update(
+            WXMP_APPID=fake.appid, WXMP_SECRET=fake.secret, WXMP_API_BASE=fake.url, WXMP_TOKEN="tok123"
+        )
+        wx.init_app(app)
+        state = wx.state(app)
+        thread = state.refresher
+        ref = weakref.ref(app)
+        del app, state
+        gc.collect()
+        assert ref() is None
+        assert not thread.running  # its refresher stopped with it
+    assert list(wx._apps) == []
+
+
+# -- real processes --------------------------------------------------------------------------------
+
+
+def _worker(accounts: dict, duration: float, threads: int = 3) -> subprocess.Popen[str]:
+    cfg = {"accounts": accounts, "duration": duration, "threads": threads}
+    proc = subprocess.Popen(
+        [sys.executable, str(TESTS / "account_worker.py"), json.dumps(cfg)], stdout=subprocess.PIPE, text=True
+    )
+    assert json.loads(proc.stdout.readline()) == {"ready": True}
+    return proc
+
+
+def _result(proc: subprocess.Popen[str]) -> dict:
+    stdout, _ = proc.communicate(timeout=120)
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _check_fetches(fake: FakeWeChat) -> None:
+    fetches = sorted(r.time for r in fake.requests if r.path in TOKEN_PATHS)
+    span = fake.requests[-1].time - fetches[0]
+    assert len(fetches) <= math.ceil(span / LIFETIME) + 1, (len(fetches), span)
+
+
+@pytest.mark.fleet
+def test_a_script_and_a_gunicorn_fleet_share_one_token(tmp_path, redis_url):
+    with FakeWeChat(token_lifetime=LIFETIME) as fake:
+        fake.add_user("o1")
+        settings = {
+            "WXMP_APPID": fake.appid,
+            "WXMP_SECRET": fake.secret,
+            "WXMP_API_BASE": fake.url,
+            "WXMP_CACHE": redis_url,
+            "WXMP_STABLE_TOKEN": False,  # classic: every extra fetch would break the others' token
+            "WXMP_TIMEOUT": 2.0,
+        }
+        port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+            "ACCT_INSTANCE": str(tmp_path / "instance"),
+            "ACCT_CONFIG": json.dumps(settings),
+        }
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                "4",
+                "-b",
+                f"127.0.0.1:{port}",
+                "account_gunicorn_app:app",
+                *gunicorn_quiet_flags(),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/_user"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    requests.get(url, timeout=30)
+                    break
+                except (requests.ConnectionError, requests.Timeout):
+                    assert time.monotonic() < deadline, "gunicorn did not start"
+                    time.sleep(0.1)
+            script = _worker({"main": {k[5:].lower(): v for k, v in settings.items()}}, duration=10)
+            statuses: Counter[int] = Counter()
+            stop = time.monotonic() + 10
+
+            def load() -> None:
+                with requests.Session() as s:
+                    while time.monotonic() < stop:
+                        statuses[s.get(url, timeout=10).status_code] += 1
+                        time.sleep(0.01)
+
+            loaders = [threading.Thread(target=load) for _ in range(4)]
+            for t in loaders:
+                t.start()
+            for t in loaders:
+                t.join()
+            result = _result(script)
+        finally:
+            server.terminate()
+            server.communicate(timeout=30)
+        assert result["errors"] == {} and result["calls"]["main"] > 50
+        assert result["flask"] is False
+        assert set(statuses) == {200} and statuses[200] > 50
+        _check_fetches(fake)
+
+
+@pytest.mark.fleet
+def test_two_accounts_times_four_processes_on_one_redis(redis_url):
+    with (
+        FakeWeChat(token_lifetime=LIFETIME) as fake_a,
+        FakeWeChat(
+            appid="wx00000000000000b2", secret="secret-of-account-b-0123456789ab", token_lifetime=LIFETIME
+        ) as fake_b,
+    ):
+        accounts = {}
+        for name, fake in (("a", fake_a), ("b", fake_b)):
+            fake.add_user("o1")
+            accounts[name] = {
+                "appid": fake.appid,
+                "secret": fake.secret,
+                "api_base": fake.url,
+                "cache": redis_url,
+                "stable_token": False,
+                "timeout": 2.0,
+            }
+        procs = [_worker(accounts, duration=10, threads=2) for _ in range(4)]
+        results = [_result(p) for p in procs]
+        errors = {k: v for r in results for k, v in r["errors"].items()}
+        assert errors == {}  # a token read across accounts would be refused by the other fake
+        for name in ("a", "b"):
+            assert sum(r["calls"][name] for r in results) > 100
+        _check_fetches(fake_a)
+        _check_fetches(fake_b)
+        # Each fake only ever saw its own account's credentials.
+        assert all(r.args.get("appid") in (None, fake_a.appid) for r in fake_a.requests)
+        assert all(r.args.get("appid") in (None, fake_b.appid) for r in fake_b.requests)
