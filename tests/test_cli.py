@@ -323,7 +323,65 @@ def test_commands_in_sandbox_mode_talk_to_the_sandbox_fake(tmp_path: Path) -> No
     try:
         result = run(app, "qrcode", "7")
         assert result.exit_code == 0, result.output
-        assert "(sandbox mode: talking to the local fake WeChat)" in result.output
+        assert "(sandbox mode: this command talks to its own in-process fake WeChat" in result.output
         assert app.extensions["wxmp.sandbox"].fake.count("/cgi-bin/qrcode/create") == 1
     finally:
         wx.stop()
+
+
+# -- hints say what is actually wrong -----------------------------------------------------------------
+
+
+def test_no_secret_blames_the_missing_secret_not_external_mode(
+    make_app: MakeApp, fake_wechat: FakeWeChat
+) -> None:
+    app, _ = make_app(None, APPID=fake_wechat.appid, API_BASE=fake_wechat.url, EXTERNAL_WAIT=0)
+    result = run(app, "menu", "show")
+    assert_clean_failure(result, fake_wechat)
+    assert "WXMP_SECRET is not set" in result.output
+    assert "Hint: set WXMP_SECRET" in result.output
+    assert "external" not in result.output and "refresher` running" not in result.output
+
+
+def test_unreachable_wechat_names_the_address(make_app: MakeApp, fake_wechat: FakeWeChat) -> None:
+    from wxmp.testing.servers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    app, _ = make_app(
+        None, APPID=fake_wechat.appid, SECRET=fake_wechat.secret, API_BASE=dead, REFRESHER=False, TIMEOUT=0.3
+    )
+    result = run(app, "token")
+    assert_clean_failure(result, fake_wechat)
+    assert f"Hint: {dead} could not be reached" in result.output
+
+
+def test_config_error_hint_points_at_app_config(make_app: MakeApp, fake_wechat: FakeWeChat) -> None:
+    app, _ = make_app(fake_wechat, REFRESHER=False)
+    result = run(app, "simulate", "hi")
+    assert_clean_failure(result, fake_wechat)
+    assert "Hint: set app.config['WXMP_TOKEN'] in your app" in result.output
+    assert "or the environment" not in result.output
+
+
+def test_simulate_exits_non_zero_when_the_handler_crashes(make_app: MakeApp, fake_wechat: FakeWeChat) -> None:
+    app, wx = make_app(fake_wechat, REFRESHER=False, TOKEN="simtoken")
+
+    @wx.on("text")
+    def broken(msg):
+        raise KeyError("order_id")
+
+    result = run(app, "simulate", "ping")
+    assert result.exit_code == 1, result.output
+    assert "the handler raised KeyError: 'order_id'" in result.output
+    assert "no reply" not in result.output
+
+
+def test_token_with_the_cache_down_fails_and_says_so(make_app: MakeApp, fake_wechat: FakeWeChat) -> None:
+    from wxmp.testing.servers import free_port
+
+    app, _ = make_app(fake_wechat, REFRESHER=False, CACHE=f"redis://127.0.0.1:{free_port()}/0")
+    result = run(app, "token")
+    assert_clean_failure(result, fake_wechat)
+    assert "access_token" in result.output  # the token itself came from WeChat directly
+    assert "shared redis cache did not answer" in result.output
+    assert "Hint: the shared cache (WXMP_CACHE) did not answer" in result.output

@@ -96,3 +96,70 @@ def test_factory_pattern_uses_current_app(tmp_path):
             assert wx.settings.appid == f"wx{app.name}"
     with pytest.raises(RuntimeError):
         wx.settings  # noqa: B018 (no app context)
+
+
+# -- mistakes a newcomer makes are loud --------------------------------------------------------------
+
+
+def test_a_misspelt_key_is_refused_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"WXMP_SECRE: unknown setting; did you mean WXMP_SECRET\?"):
+        Settings.from_mapping({"WXMP_APPID": "wx0000000000000001", "WXMP_SECRE": "s"})
+    with pytest.raises(
+        ConfigError, match=r"WXMP_NOTHING_LIKE_IT: unknown setting; known keys: WXMP_ACCOUNTS"
+    ):
+        Settings.from_mapping({"WXMP_NOTHING_LIKE_IT": 1})
+    # Other prefixes are none of wxmp's business; WXMP_ACCOUNTS belongs to the Flask adapter.
+    Settings.from_mapping({"SECRET_KEY": "x", "WXMPSOMETHING": 1, "WXMP_ACCOUNTS": {}})
+
+
+def test_an_aes_key_with_padding_says_so_without_showing_the_key():
+    key = "A" * 42 + "="
+    with pytest.raises(ConfigError) as info:
+        settings(appid="wx0000000000000001", token="tok123", aes_key=key)
+    message = str(info.value)
+    assert "'='" in message and "no '=' padding" in message
+    assert key not in message and "A" * 10 not in message
+
+
+def test_blanks_around_pasted_values_are_stripped():
+    aes = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    s = settings(appid=" wx0000000000000001\n", token=" tok123 ", aes_key=" " + aes)
+    assert (s.appid, s.token, s.aes_key) == ("wx0000000000000001", "tok123", aes)
+    assert settings(secret="   ").secret is None
+
+
+def test_the_undocumented_lazy_refresher_value_is_gone():
+    with pytest.raises(
+        ConfigError, match=r"WXMP_REFRESHER: must be 'thread', 'external' or False, not 'lazy'"
+    ):
+        settings(appid="wx0000000000000001", refresher="lazy")
+
+
+def test_accounts_on_different_api_hosts_keep_their_tokens_apart():
+    real = settings(appid="wx0000000000000001")
+    fake = settings(appid="wx0000000000000001", api_base="http://127.0.0.1:8900")
+    other = settings(appid="wx0000000000000001", api_base="http://127.0.0.1:8901/")
+    assert real.namespace == "wxmp:wx0000000000000001"  # a script and a fleet on WeChat share it
+    assert fake.namespace == "wxmp:wx0000000000000001@127.0.0.1:8900"
+    assert len({real.namespace, fake.namespace, other.namespace}) == 3
+
+
+def test_handlers_without_a_token_say_why_the_callback_is_off(tmp_path, caplog):
+    app = flask.Flask("notoken", instance_path=str(tmp_path))
+    app.config["WXMP_CACHE"] = "simple"
+    wx = WxMP(app)
+    client = app.test_client()
+    assert client.post("/wechat").status_code == 404  # no handlers: the path is the app's business
+
+    @wx.on("text")
+    def echo(msg):
+        return msg.content
+
+    with caplog.at_level("WARNING", logger="wxmp"):
+        first = client.post("/wechat", data=b"<xml/>")
+        client.post("/wechat", data=b"<xml/>")
+    assert first.status_code == 404
+    assert b"off because WXMP_TOKEN is not set" in first.data
+    assert [r.getMessage() for r in caplog.records].count(
+        "wxmp: handlers are registered but WXMP_TOKEN is not set: the callback at /wechat (account 'default') is off"
+    ) == 1

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from wxmp.cache import SharedStore, resolve_cache
+from wxmp.config import Settings
 from wxmp.testing import FakeWeChat
 
 pytestmark = pytest.mark.fleet
@@ -82,6 +83,11 @@ class Fleet:
         assert len(fetch_times) >= lifetimes  # it did refresh as the tokens expired
 
 
+def _namespace(fake: FakeWeChat) -> str:
+    """The cache namespace of an account on ``fake`` (by appid and, off WeChat, the API host)."""
+    return Settings(appid=fake.appid, api_base=fake.url).namespace
+
+
 @pytest.fixture
 def fake():
     with FakeWeChat(token_lifetime=LIFETIME) as fake:
@@ -105,11 +111,12 @@ def test_fleet_on_redis(fake, tmp_path, redis_url, stable):
     fleet.check(fleet.results())
 
 
-def _holder(cache: str, tmp_path: Path, appid: str, ttl: float) -> subprocess.Popen[str]:
+def _holder(cache: str, tmp_path: Path, fake: FakeWeChat, ttl: float) -> subprocess.Popen[str]:
+    appid = fake.appid
     code = f"""
 import signal, sys
 from wxmp.cache import SharedStore, resolve_cache
-store = SharedStore(resolve_cache({cache!r}, {str(tmp_path)!r}), namespace="wxmp:{appid}")
+store = SharedStore(resolve_cache({cache!r}, {str(tmp_path)!r}), namespace={_namespace(fake)!r})
 lock = store.lock("{appid}:access_token", ttl={ttl})
 assert lock.acquire()
 print("locked", flush=True)
@@ -131,7 +138,7 @@ def test_worker_killed_while_holding_the_lock(fake, tmp_path, request, backend):
     fleet.start(n=3, duration=8)
     while not fleet.fetches():
         time.sleep(0.05)
-    holder = _holder(cache, tmp_path, fake.appid, ttl=2 * 2.0 + 1)  # the ttl wxmp itself uses
+    holder = _holder(cache, tmp_path, fake, ttl=2 * 2.0 + 1)  # the ttl wxmp itself uses
     fake.revoke_tokens()  # every worker now needs the lock the holder has
     time.sleep(0.5)
     killed_at = fake.clock()
@@ -184,7 +191,7 @@ def test_central_refresher_feeds_external_workers(fake, tmp_path, redis_url):
         fleet.config.pop("WXMP_SECRET")
         fleet.start(duration=10)
         results = fleet.results()
-        store = SharedStore(resolve_cache(redis_url, str(tmp_path)), namespace=f"wxmp:{fake.appid}")
+        store = SharedStore(resolve_cache(redis_url, str(tmp_path)), namespace=_namespace(fake))
         entry = store.get(f"{fake.appid}:access_token")
         ticket = store.get(f"{fake.appid}:jsapi_ticket")
     finally:

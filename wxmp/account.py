@@ -104,6 +104,19 @@ def _manager(
         wait=2 * settings.timeout + 2,
         external_wait=settings.external_wait,
         sender=sender,
+        no_fetch_reason=_no_fetch_reason(settings),
+    )
+
+
+def _no_fetch_reason(settings: Settings) -> str | None:
+    """What is actually missing when this process may not fetch tokens (None: it may, or external)."""
+    if settings.can_fetch or settings.refresher == "external":
+        return None
+    if not settings.appid:
+        return "WXMP_APPID is not set, so no token can be fetched"
+    return (
+        "WXMP_SECRET is not set, so this process cannot fetch one: set WXMP_SECRET, or let a process that "
+        "has it (e.g. `flask wxmp refresher`) keep the token in the same WXMP_CACHE"
     )
 
 
@@ -239,7 +252,7 @@ class Account(GroupAccess, Shortcuts):
         self.name = name
         self.settings = settings
         self.sender = sender if sender is not None else self
-        self.store = SharedStore(cache, namespace=f"wxmp:{settings.appid or '-'}")
+        self.store = SharedStore(cache, namespace=settings.namespace)
         self.client = ApiClient(settings.api_base, timeout=settings.timeout, sender=self.sender)
         self._router = router if router is not None else Router()
         #: Entered around every handler (the Flask adapter sets ``app.app_context``).

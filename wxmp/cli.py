@@ -23,6 +23,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from . import signals
+from .cache import CacheUnavailable
+from .config import Settings
 from .errors import ApiError, ConfigError, NetworkError, TokenUnavailableError, WxMPError
 from .token import mask
 
@@ -72,19 +75,41 @@ def _ext() -> Any:
     return ext
 
 
-def hint(exc: Exception) -> str | None:
-    """The one-line advice for ``exc``, if there is one."""
+def hint(exc: Exception, settings: Settings | None = None) -> str | None:
+    """The one-line advice for ``exc``, if there is one; ``settings`` say what is actually configured."""
+    if isinstance(exc, TokenUnavailableError) and isinstance(exc.__cause__, Exception):
+        return hint(exc.__cause__, settings)  # fetching failed: advise on why
     if isinstance(exc, ApiError):
         if 40016 <= exc.errcode <= 40027:
             return "the menu breaks one of WeChat's limits (buttons, names, keys, urls)"
         return HINTS.get(exc.errcode)
     if isinstance(exc, NetworkError):
-        return "WeChat (WXMP_API_BASE) could not be reached: check the network and the proxy settings"
+        where = settings.api_base if settings is not None else "WeChat (WXMP_API_BASE)"
+        return f"{where} could not be reached: check the network, DNS and proxy settings (HTTPS_PROXY)"
     if isinstance(exc, TokenUnavailableError):
-        return "in external mode the token comes from `flask wxmp refresher`: is it running?"
+        if settings is None:
+            return None
+        if settings.refresher == "external":
+            return "in external mode the token comes from `flask wxmp refresher`: is it running?"
+        if not settings.secret:
+            return "set WXMP_SECRET (the AppSecret, from 设置与开发 → 基本配置) in app.config"
+        return None
+    if isinstance(exc, CacheUnavailable):
+        return "the shared cache (WXMP_CACHE) did not answer: is the server up and the address right?"
     if isinstance(exc, ConfigError):
-        return f"set {exc.key} in app.config or the environment"
+        key = exc.key.split(".")[-1].split("[")[0]
+        return (
+            f"set app.config[{key!r}] in your app (wxmp reads app.config; an environment variable "
+            "only counts if your app copies it there)"
+        )
     return None
+
+
+def _current_settings() -> Settings | None:
+    try:
+        return _account().settings  # type: ignore[no-any-return]
+    except Exception:  # no app, no extension, no such account: no settings to consult
+        return None
 
 
 def fail(exc: Exception) -> None:
@@ -93,7 +118,7 @@ def fail(exc: Exception) -> None:
         click.echo(f"Error: WeChat errcode {exc.errcode}: {exc.errmsg} ({exc.path})", err=True)
     else:
         click.echo(f"Error: {exc}", err=True)
-    advice = hint(exc)
+    advice = hint(exc, _current_settings())
     if advice:
         click.echo(f"Hint: {advice}", err=True)
     sys.exit(1)
@@ -121,7 +146,11 @@ def _account() -> Any:
 def _wx() -> Any:
     acct = _account()
     if acct.settings.sandbox:
-        click.echo("(sandbox mode: talking to the local fake WeChat)", err=True)
+        click.echo(
+            "(sandbox mode: this command talks to its own in-process fake WeChat, not to the one behind a "
+            "running server's sandbox page; nothing reaches a real account)",
+            err=True,
+        )
     return acct
 
 
@@ -165,6 +194,11 @@ def token_command(refresh: bool) -> None:
     click.echo(f"fetched by    {entry.host} (pid {entry.pid})")
     fetches = manager.fetches_today()
     click.echo(f"fetches today {'?' if fetches is None else fetches} / 2000")
+    if not manager.cache_ok:
+        raise CacheUnavailable(
+            f"the shared {manager.store.backend} cache did not answer: this token is this process's own "
+            "copy, and the fleet cannot share it until the cache is back"
+        )
 
 
 # -- menu -------------------------------------------------------------------------------------------
@@ -337,7 +371,20 @@ def simulate_command(text: str, openid: str, show_xml: bool) -> None:
         openid=openid,
         path=settings.callback_path,
     )
-    result = user.post(user.message_xml("text", {"Content": text}))
+    failures: list[BaseException] = []
+
+    def failed(sender: Any, message: Any = None, exception: BaseException | None = None, **kw: Any) -> None:
+        if exception is not None:
+            failures.append(exception)
+
+    with signals.handler_failed.connected_to(failed):
+        result = user.post(user.message_xml("text", {"Content": text}))
+    if failures:
+        exc = failures[0]
+        raise click.ClickException(
+            f"the handler raised {type(exc).__name__}: {exc} (WeChat would get 'success' and show nothing; "
+            "the traceback is in the log)"
+        )
     if result.status != 200:
         raise click.ClickException(f"the callback answered {result.status}: {result.text[:200]}")
     parsed = _parse_answer(user, result.body)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -41,6 +43,23 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Keys read by the Flask adapter itself rather than by one account's settings.
+APP_KEYS: tuple[str, ...] = ("WXMP_ACCOUNTS",)
+
+#: WeChat's API; settings pointing elsewhere (a FakeWeChat, a proxy) keep their tokens apart.
+WECHAT_API = "https://api.weixin.qq.com"
+
+
+def check_keys(config: Mapping[str, Any], where: str = "") -> None:
+    """Refuse ``WXMP_*`` keys wxmp does not know, with a "did you mean" (a typo must not pass silently)."""
+    known = [*DEFAULTS, *APP_KEYS]
+    for key in config:
+        if isinstance(key, str) and key.startswith("WXMP_") and key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(sorted(known))}"
+            raise ConfigError(where + key, "unknown setting" + hint)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated configuration of one app. Secrets are excluded from ``repr``."""
@@ -66,6 +85,15 @@ class Settings:
     status_check: Callable[[], bool] | None = field(default=None, repr=False)
 
     @property
+    def namespace(self) -> str:
+        """The prefix of this account's keys in the shared cache: by appid, and by API host when it is
+        not WeChat's (two configurations pointing at different servers must not share tokens)."""
+        name = f"wxmp:{self.appid or '-'}"
+        if self.api_base != WECHAT_API:
+            name += "@" + urlsplit(self.api_base).netloc
+        return name
+
+    @property
     def can_fetch(self) -> bool:
         """True when this process may fetch tokens itself (it has the secret, not external)."""
         return bool(self.appid and self.secret) and self.refresher != "external"
@@ -84,10 +112,12 @@ class Settings:
         and ``development`` is true (``init_app`` passes ``app.debug or app.testing``): never by
         default in production.
         """
+        check_keys(config)
         values = {**DEFAULTS, **{k: config[k] for k in DEFAULTS if k in config}}
         for name, value in (overrides or {}).items():
             key = name if name.startswith("WXMP_") else "WXMP_" + name.upper()
             if key not in DEFAULTS:
+                check_keys({key: None})
                 raise ConfigError(key, "unknown setting")
             values[key] = value
         return cls(**_validate(values, development))
@@ -100,11 +130,12 @@ class Settings:
 
 def _opt_str(values: Mapping[str, Any], key: str) -> str | None:
     value = values[key]
-    if value is None or value == "":
+    if value is None:
         return None
     if not isinstance(value, str):
         raise ConfigError(key, f"must be a string, not {type(value).__name__}")
-    return value
+    # Pasted from the admin console or an .env file: surrounding blanks are never part of a value.
+    return value.strip() or None
 
 
 def _number(values: Mapping[str, Any], key: str, low: float, high: float) -> float:
@@ -125,7 +156,15 @@ def _validate(values: Mapping[str, Any], development: bool = False) -> dict[str,
         raise ConfigError("WXMP_TOKEN", "must be 3 to 32 letters or digits (as WeChat requires)")
     if aes_key is not None:
         if not _AES_KEY_RE.match(aes_key):
-            raise ConfigError("WXMP_AES_KEY", f"must be 43 letters or digits, got {len(aes_key)} characters")
+            odd = sorted({c for c in aes_key if not c.isascii() or not c.isalnum()})
+            if odd:
+                shown = " ".join(repr(c) for c in odd[:5])
+                problem = f"may hold only letters and digits, found {shown}"
+                if "=" in odd:
+                    problem += " (WeChat's key has no '=' padding: copy the 43 characters as shown)"
+            else:
+                problem = f"must be 43 characters long, got {len(aes_key)} characters"
+            raise ConfigError("WXMP_AES_KEY", problem)
         if appid is None:
             raise ConfigError("WXMP_APPID", "is required when WXMP_AES_KEY is set")
     if secret is not None and appid is None:
@@ -140,12 +179,12 @@ def _validate(values: Mapping[str, Any], development: bool = False) -> dict[str,
     mode = values["WXMP_REFRESHER"]
     if mode is None:
         mode = "thread" if secret else "off"
-    elif mode is False or mode == "off" or mode == "lazy":
+    elif mode is False or mode == "off":
         mode = "off"
     elif mode is True:
         mode = "thread"
     if mode not in ("thread", "external", "off"):
-        raise ConfigError("WXMP_REFRESHER", "must be 'thread', 'external' or False")
+        raise ConfigError("WXMP_REFRESHER", f"must be 'thread', 'external' or False, not {mode!r}")
     if mode == "thread" and not secret:
         raise ConfigError("WXMP_REFRESHER", "'thread' needs WXMP_SECRET (or use 'external')")
     if mode == "external" and appid is None:

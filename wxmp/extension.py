@@ -8,6 +8,7 @@ the framework-free core.
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 from collections.abc import Callable, Mapping
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from .token import Fetcher, TokenManager
 
 __all__ = ["AppState", "WxMP"]
+
+log = logging.getLogger("wxmp")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -195,6 +198,7 @@ class WxMP(GroupAccess, Shortcuts):
         paths: dict[str, str] = {}
         for name, acct in accounts.items():
             if acct.settings.token is None:
+                app.wsgi_app = _CallbackOff(acct, app.wsgi_app)  # type: ignore[method-assign]
                 continue
             path = acct.settings.callback_path
             if path in paths:
@@ -302,6 +306,38 @@ class WxMP(GroupAccess, Shortcuts):
 
     def group(self, name: str) -> Any:
         return self.account().group(name)
+
+
+class _CallbackOff:
+    """Where an account without ``WXMP_TOKEN`` would have its callback: say why nothing answers.
+
+    Only once handlers are registered (an app may serve that path itself and never use wxmp's
+    callback); the first such request logs a warning.
+    """
+
+    def __init__(self, account: Account, app: Callable[..., Any]) -> None:
+        self.account = account
+        self.app = app
+        self.path = account.settings.callback_path
+        self.warned = False
+        if account.router.routes:
+            log.warning(_OFF, self.path, account.name)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") != self.path or not self.account.router.routes:
+            return self.app(environ, start_response)
+        if not self.warned:
+            self.warned = True
+            log.warning(_OFF, self.path, self.account.name)
+        body = f"wxmp: the callback at {self.path} is off because WXMP_TOKEN is not set\n".encode()
+        start_response(
+            "404 Not Found",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
+_OFF = "wxmp: handlers are registered but WXMP_TOKEN is not set: the callback at %s (account %r) is off"
 
 
 def _named_accounts(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

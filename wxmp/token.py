@@ -141,8 +141,14 @@ class TokenManager:
         sleep: Callable[[float], None] = time.sleep,
         backoff: Backoff | None = None,
         sender: object | None = None,
+        no_fetch_reason: str | None = None,
     ) -> None:
         self.kind = kind
+        #: Why this process does not fetch (shown when no token is found); external mode by default.
+        self.no_fetch_reason = no_fetch_reason or (
+            "this process is in external mode (WXMP_REFRESHER='external'): is `flask wxmp refresher` "
+            "running against the same WXMP_CACHE?"
+        )
         self._fetch = fetch
         self.store = store
         self.key = f"{appid}:{kind}"
@@ -201,7 +207,7 @@ class TokenManager:
     def refresh(self) -> TokenEntry:
         """Fetch now under the lock (``flask wxmp token --refresh``); force a new value if unchanged."""
         if self.external:
-            raise TokenUnavailableError(f"{self.kind}: this process is in external mode and never fetches")
+            raise TokenUnavailableError(f"{self.kind}: cannot fetch here; {self.no_fetch_reason}")
         current = self._read()
         return self._obtain(reject=current.value if current else "", force=True)
 
@@ -317,9 +323,8 @@ class TokenManager:
             if self.external:
                 if now >= deadline:
                     raise TokenUnavailableError(
-                        f"no valid {self.kind} in the shared {self.store.backend} cache; this process is "
-                        "in external mode (WXMP_REFRESHER='external'): is `flask wxmp refresher` running "
-                        "against the same WXMP_CACHE?"
+                        f"no valid {self.kind} in the shared {self.store.backend} cache; "
+                        + self.no_fetch_reason
                     )
                 self.sleep(0.05)
                 continue
@@ -331,7 +336,7 @@ class TokenManager:
                     raise TokenUnavailableError(
                         f"{self.kind} unavailable: fetching failed ({self._last_error}); "
                         f"next attempt in {waiting:.1f}s"
-                    )
+                    ) from self._last_error
                 self.sleep(waiting)
                 continue
             lock = self._lock()
