@@ -171,3 +171,73 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert command in ci
     assert any(line.startswith("pip install -e '.[docs]'") and "mkdocs build --strict" in line for line in ci)
 
+
+# -- python -m wxmp.testing: the fake in its own process (documented on the testing page) ------------
+
+
+def _start_fake(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wxmp.testing", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    banner = proc.stdout.readline()  # the process prints four lines at once, then serves
+    assert banner.startswith("FakeWeChat serving on http://127.0.0.1:"), banner + proc.stderr.read()
+    values = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(3))
+    return proc, values
+
+
+@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
+def test_fake_in_its_own_process_serves_tokens_until_stopped(stop_signal: str) -> None:
+    import signal
+
+    import requests
+
+    proc, env = _start_fake("--port", "0", "--follower", "oDocsFollower", "--token-lifetime", "60")
+    try:
+        base = env["WXMP_API_BASE"]
+        assert env["WXMP_APPID"] == "wx0000000000000001" and env["WXMP_SECRET"]
+        token = requests.get(
+            f"{base}/cgi-bin/token",
+            params={
+                "grant_type": "client_credential",
+                "appid": env["WXMP_APPID"],
+                "secret": env["WXMP_SECRET"],
+            },
+            timeout=10,
+        ).json()
+        assert token["expires_in"] == 60
+        info = requests.get(
+            f"{base}/cgi-bin/user/info",
+            params={"access_token": token["access_token"], "openid": "oDocsFollower"},
+            timeout=10,
+        ).json()
+        assert info["subscribe"] == 1
+        wrong = requests.get(
+            f"{base}/cgi-bin/token",
+            params={"grant_type": "client_credential", "appid": env["WXMP_APPID"], "secret": "nope"},
+            timeout=10,
+        ).json()
+        assert wrong["errcode"] == 40125
+    finally:
+        proc.send_signal(getattr(signal, stop_signal))
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "FakeWeChat stopped" in out and "Traceback" not in err
+
+
+def test_fake_process_reports_a_busy_port() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _run([sys.executable, "-m", "wxmp.testing", "--port", str(port)], ROOT, timeout=60)
+    assert proc.returncode == 1
+    assert f"{port} is in use" in proc.stderr and "Traceback" not in proc.stderr  # werkzeug's words
