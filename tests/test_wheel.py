@@ -35,8 +35,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (wheel,) = out.glob("wxmp-*.whl")
+    (wheel,) = out.glob("flask_wxmp-*.whl")
     return wheel
+
+
+def test_wheel_is_flask_wxmp_importing_as_wxmp(wheel: Path) -> None:
+    """`wxmp` on PyPI is an unrelated project: the distribution is flask-wxmp, the import name wxmp."""
+    archive = zipfile.ZipFile(wheel)
+    (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    headers = archive.read(metadata).decode("utf-8").split("\n\n", 1)[0].splitlines()
+    assert "Name: flask-wxmp" in headers
+    (top_level,) = {n.split("/", 1)[0] for n in archive.namelist() if not n.split("/", 1)[0].endswith(".dist-info")}
+    assert top_level == "wxmp"
 
 
 def test_wheel_contains_templates_and_py_typed(wheel: Path) -> None:

@@ -220,3 +220,34 @@ def _validate(values: Mapping[str, Any], development: bool = False) -> dict[str,
         "status": bool(values["WXMP_STATUS"]),
         "status_check": check,
     }
+
+
+#: One line per key of :data:`DEFAULTS` saying what it does; the documentation's configuration table
+#: is rendered from ``DEFAULTS`` and this mapping (``docs/hooks/config_table.py``), so they cannot drift.
+DOCS: dict[str, str] = {
+    "WXMP_APPID": "The account's AppID (`wx` + 16 characters).",
+    "WXMP_SECRET": "The AppSecret. Without it the callback still works, but no token is fetched in this "
+    "process and no refresher starts.",
+    "WXMP_TOKEN": "The server-configuration Token (3 to 32 letters or digits) that signs WeChat's pushes; "
+    "required for the callback.",
+    "WXMP_AES_KEY": "The 43-character EncodingAESKey: enables compatible and safe mode (needs `WXMP_APPID`).",
+    "WXMP_API_BASE": "Where API calls go; tests point it at a `FakeWeChat`.",
+    "WXMP_CACHE": "Where the token, the refresh lock and the dedup marks live: a cachelib cache, "
+    '`"filesystem:PATH"`, `"redis://..."`, `"memcached://host:port[,host:port]"` or `"simple"` (one '
+    "process). Unset: a filesystem cache in the instance folder, shared by one host's processes.",
+    "WXMP_CALLBACK_PATH": "The path WeChat posts to.",
+    "WXMP_STABLE_TOKEN": "`True`: `POST /cgi-bin/stable_token`; `False`: the classic `GET /cgi-bin/token`.",
+    "WXMP_REFRESHER": '`"thread"` (the default with a secret): a refresher thread per process; '
+    '`"external"`: never fetch, read what `flask wxmp refresher` keeps in the cache; `False`: lazy only.',
+    "WXMP_REFRESH_MARGIN": "Fraction of the token's lifetime refreshed ahead of expiry (144 s of 2 hours).",
+    "WXMP_TIMEOUT": "HTTP timeout for calls to WeChat, in seconds.",
+    "WXMP_EXTERNAL_WAIT": "Seconds an external-mode worker waits for the refresher's token.",
+    "WXMP_TIMESTAMP_WINDOW": "Seconds a signed timestamp may be off, either way, before the push is refused.",
+    "WXMP_MAX_BODY": "Callback body cap in bytes (413 beyond it).",
+    "WXMP_DEDUP": "Deduplicate WeChat's retries on the shared cache.",
+    "WXMP_DEDUP_TTL": "Seconds a message id and its reply are remembered for dedup.",
+    "WXMP_SANDBOX": "The local sandbox chat page. Unset: on only without a secret, in a debug or testing "
+    "app.",
+    "WXMP_STATUS": "The status page at `/wxmp/status`.",
+    "WXMP_STATUS_CHECK": "A callable returning `True` to allow the status page; unset: direct loopback only.",
+}
