@@ -250,4 +250,7 @@ DOCS: dict[str, str] = {
     "app.",
     "WXMP_STATUS": "The status page at `/wxmp/status`.",
     "WXMP_STATUS_CHECK": "A callable returning `True` to allow the status page; unset: direct loopback only.",
+    "WXMP_ACCOUNTS": 'More accounts: `{"shop": {"appid": ..., "token": ...}}`. Each has its own callback '
+    "path (default `/wechat/<name>`), handlers and appid-namespaced token, and inherits the other, "
+    "non-credential keys.",
 }

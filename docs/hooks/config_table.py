@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from wxmp.config import DEFAULTS, DOCS  # noqa: E402
+from wxmp.config import APP_KEYS, DEFAULTS, DOCS  # noqa: E402
 
 MARKER = "<!-- wxmp:config-table -->"
 
@@ -27,12 +27,12 @@ ZH: dict[str, str] = {
     "WXMP_TOKEN": "服务器配置里的令牌（Token，3 到 32 个字母或数字），用来校验微信推送的签名；启用回调必须配置。",
     "WXMP_AES_KEY": "43 位的消息加解密密钥（EncodingAESKey），开启兼容模式和安全模式（同时需要 `WXMP_APPID`）。",
     "WXMP_API_BASE": "接口请求发往的地址；测试时指向 `FakeWeChat`。",
-    "WXMP_CACHE": "access_token、刷新锁和去重标记存放的位置：一个 cachelib 缓存对象，或 `\"filesystem:路径\"`、"
-    "`\"redis://...\"`、`\"memcached://主机:端口[,主机:端口]\"`、`\"simple\"`（仅单进程）。"
+    "WXMP_CACHE": 'access_token、刷新锁和去重标记存放的位置：一个 cachelib 缓存对象，或 `"filesystem:路径"`、'
+    '`"redis://..."`、`"memcached://主机:端口[,主机:端口]"`、`"simple"`（仅单进程）。'
     "不设置时使用实例目录下的文件缓存，同一台机器上的进程共享。",
     "WXMP_CALLBACK_PATH": "微信推送消息的路径。",
     "WXMP_STABLE_TOKEN": "`True`：使用 `POST /cgi-bin/stable_token`；`False`：使用传统的 `GET /cgi-bin/token`。",
-    "WXMP_REFRESHER": "`\"thread\"`（配置了 secret 时的默认值）：每个进程一个刷新线程；`\"external\"`：从不自己获取，"
+    "WXMP_REFRESHER": '`"thread"`（配置了 secret 时的默认值）：每个进程一个刷新线程；`"external"`：从不自己获取，'
     "只读取 `flask wxmp refresher` 写进缓存的 token；`False`：只在用到时获取。",
     "WXMP_REFRESH_MARGIN": "提前刷新的时间占有效期的比例（2 小时的 token 提前 144 秒）。",
     "WXMP_TIMEOUT": "请求微信接口的 HTTP 超时，单位秒。",
@@ -44,6 +44,8 @@ ZH: dict[str, str] = {
     "WXMP_SANDBOX": "本地沙盒聊天页。不设置时，仅在没有 secret 且应用处于 debug 或 testing 时开启。",
     "WXMP_STATUS": "`/wxmp/status` 状态页。",
     "WXMP_STATUS_CHECK": "一个返回 `True` 才放行的函数，用来保护状态页；不设置时只允许本机直连访问。",
+    "WXMP_ACCOUNTS": '更多公众号：`{"shop": {"appid": ..., "token": ...}}`。每个账号有自己的回调路径'
+    "（默认 `/wechat/<名称>`）、处理函数和按 appid 隔开的 token，并继承其他非凭据配置。",
 }
 
 _HEADERS = {
@@ -66,18 +68,19 @@ def _cell(text: str) -> str:
 def render_table(lang: str) -> str:
     """The Markdown table of every ``WXMP_*`` key for ``lang`` ("en" or "zh")."""
     meanings = DOCS if lang == "en" else ZH
-    missing = set(DEFAULTS) ^ set(meanings)
+    keys = {**DEFAULTS, **dict.fromkeys(APP_KEYS)}
+    missing = set(keys) ^ set(meanings)
     if missing:
         raise ValueError(f"configuration docs ({lang}) out of step with DEFAULTS: {sorted(missing)}")
     key, default, meaning = _HEADERS[lang]
     rows = [f"| {key} | {default} | {meaning} |", "|---|---|---|"]
-    for name, value in DEFAULTS.items():
+    for name, value in keys.items():
         rows.append(f"| `{name}` | {_default(value, lang)} | {_cell(meanings[name])} |")
     return "\n".join(rows)
 
 
 def page_language(src_path: str) -> str:
-    """"zh" or "en" from a page's path under docs/ (``zh/configuration.md``)."""
+    """ "zh" or "en" from a page's path under docs/ (``zh/configuration.md``)."""
     first = PurePosixPath(src_path.replace("\\", "/")).parts[0]
     return "en" if first == "en" else "zh"
 
