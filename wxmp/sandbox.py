@@ -17,13 +17,11 @@ when ``WXMP_STATUS`` is on.
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import io
 import logging
 import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request, url_for
@@ -31,6 +29,7 @@ from flask import Blueprint, Flask, abort, current_app, jsonify, render_template
 from . import signals
 from .crypto import check_signature
 from .messages import parse_fields
+from .pages import templates_dir
 from .replies import (
     ImageReply,
     MusicReply,
@@ -65,25 +64,6 @@ _SAMPLE_SVG = (
     b'<rect width="240" height="160" fill="#9fd6ff"/><circle cx="190" cy="40" r="22" fill="#ffd23f"/>'
     b'<path d="M0 160 L80 70 L130 125 L165 95 L240 160 Z" fill="#3a9b5c"/></svg>'
 )
-
-
-def templates_dir() -> Path:
-    """The folder holding the sandbox and status templates.
-
-    An installed wheel ships them as the data package ``wxmp._templates``; a source checkout has
-    them in ``<repo>/templates``.
-    """
-    try:
-        resources = importlib.resources.files("wxmp._templates")
-        for entry in resources.iterdir():  # works for a Path and a namespace MultiplexedPath
-            if entry.name == "wxmp_sandbox.html":
-                return Path(str(entry)).parent
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
-        pass
-    source = Path(__file__).resolve().parent.parent / "templates"
-    if (source / "wxmp_sandbox.html").is_file():
-        return source
-    raise RuntimeError("wxmp templates not found: reinstall wxmp (they ship as wxmp._templates)")
 
 
 # -- set-up --------------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def register(app: Flask, state: AppState) -> None:
     counters = Counters()
     counters.connect(state.sender)
     app.extensions["wxmp.status"] = counters
-    from .sandbox import templates_dir
+    from .pages import templates_dir
 
     bp = Blueprint("wxmp_status", __name__, url_prefix="/wxmp", template_folder=str(templates_dir()))
 
