@@ -154,7 +154,7 @@ def test_add_leaves_no_file_or_lock_per_key(tmp_path):
     simple = SharedStore(SimpleCache())
     for i in range(300):
         simple.add(f"dedup:{i}", "x", ttl=60)
-    assert len(simple._local_locks) <= 64
+    assert len(simple._backend.data.locks) <= 64
 
 
 @pytest.mark.parametrize("kind", ["filesystem", "simple"])
@@ -169,7 +169,7 @@ def test_message_marks_live_apart_from_the_token(kind, tmp_path):
 
     def token_cache_entries():
         if kind == "simple":
-            return len(store.cache._cache)
+            return len(store._backend.data.entries)
         return sum(1 for p in (tmp_path / "c").iterdir() if p.is_file() and p.suffix != ".lock")
 
     before = token_cache_entries()

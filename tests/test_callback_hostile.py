@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import itertools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,8 @@ def handled() -> list[Any]:
 
 @pytest.fixture
 def cb(handled: list[Any]) -> Callback:
-    callback = Callback(TOKEN, AES_KEY, APPID, clock=FakeClock(NOW))
+    # allow_plaintext: the "plain" user below tests the parser, not the mode rule.
+    callback = Callback(TOKEN, AES_KEY, APPID, clock=FakeClock(NOW), allow_plaintext=True)
     callback.on()(lambda msg: handled.append(msg) or "handled")
     return callback
 
@@ -136,8 +138,12 @@ class CountingStream(io.BytesIO):
         return super().read(size)
 
 
+_NONCES = itertools.count(1)
+
+
 def call(cb: Callback, environ_extra: dict[str, Any], stream: io.BytesIO) -> tuple[str, bytes]:
-    ts, nonce = "1714036504", "1"
+    # A fresh nonce per request: one signature reused with another body is refused (403).
+    ts, nonce = "1714036504", str(next(_NONCES))
     environ = {
         "REQUEST_METHOD": "POST",
         "PATH_INFO": "/wechat",

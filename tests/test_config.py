@@ -19,7 +19,7 @@ def test_token_only_app_is_valid_and_starts_no_refresher():
 
 
 def test_secret_defaults_to_thread_refresher_and_stable_token():
-    s = settings(appid="wx1", secret="s")
+    s = settings(appid="wx0000000000000001", secret="s")
     assert s.refresher == "thread"
     assert s.stable_token is True
     assert s.can_fetch
@@ -30,7 +30,7 @@ def test_secret_defaults_to_thread_refresher_and_stable_token():
     [
         ({"token": 123}, "WXMP_TOKEN", "string"),
         ({"token": "has space"}, "WXMP_TOKEN", "letters or digits"),
-        ({"appid": "wx1", "aes_key": AES[:-1]}, "WXMP_AES_KEY", "42 characters"),
+        ({"appid": "wx0000000000000001", "aes_key": AES[:-1]}, "WXMP_AES_KEY", "42 characters"),
         ({"aes_key": AES}, "WXMP_APPID", "required"),
         ({"secret": "s"}, "WXMP_APPID", "required"),
         ({"api_base": "ftp://x"}, "WXMP_API_BASE", "http"),
@@ -56,9 +56,9 @@ def test_unknown_override_is_refused():
 
 
 def test_repr_hides_secrets():
-    s = settings(appid="wx1", secret="SUPERSECRET", token="tok123", aes_key=AES)
+    s = settings(appid="wx0000000000000001", secret="SUPERSECRET", token="tok123", aes_key=AES)
     text = repr(s)
-    assert "wx1" in text
+    assert "wx0000000000000001" in text
     for secret in ("SUPERSECRET", "tok123", AES):
         assert secret not in text
 
@@ -78,9 +78,9 @@ def test_init_app_stores_effective_defaults_and_refuses_second_registration(tmp_
 
 def test_overrides_beat_app_config(tmp_path):
     app = flask.Flask("t", instance_path=str(tmp_path))
-    app.config.update(WXMP_CACHE="simple", WXMP_APPID="wxfromconfig")
-    wx = WxMP(app, appid="wxfromkwargs")
-    assert wx.settings.appid == "wxfromkwargs"
+    app.config.update(WXMP_CACHE="simple", WXMP_APPID="wxc0000000000000c0")
+    wx = WxMP(app, appid="wxa0000000000000a0")
+    assert wx.settings.appid == "wxa0000000000000a0"
 
 
 def test_factory_pattern_uses_current_app(tmp_path):
@@ -88,12 +88,12 @@ def test_factory_pattern_uses_current_app(tmp_path):
     apps = []
     for name in ("a", "b"):
         app = flask.Flask(name, instance_path=str(tmp_path / name))
-        app.config.update(WXMP_CACHE="simple", WXMP_APPID=f"wx{name}")
+        app.config.update(WXMP_CACHE="simple", WXMP_APPID=f"wx{name * 16}")
         wx.init_app(app)
         apps.append(app)
     for app in apps:
         with app.app_context():
-            assert wx.settings.appid == f"wx{app.name}"
+            assert wx.settings.appid == f"wx{app.name * 16}"
     with pytest.raises(RuntimeError):
         wx.settings  # noqa: B018 (no app context)
 

@@ -29,7 +29,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def cb(clock: FakeClock) -> Callback:
-    callback = Callback(TOKEN, AES_KEY, APPID, clock=clock)
+    # These tests drive every mode against one callback; refusing plaintext when an AES key is
+    # set (the default) is tested in test_security_callback.py.
+    callback = Callback(TOKEN, AES_KEY, APPID, clock=clock, allow_plaintext=True)
 
     @callback.on("text", match=r"^boom")
     def boom(msg: Any) -> str:
@@ -362,7 +364,7 @@ def test_wechat_user_over_real_http(clock: FakeClock) -> None:
 
     from werkzeug.serving import make_server
 
-    cb = Callback(TOKEN, AES_KEY, APPID, clock=clock)
+    cb = Callback(TOKEN, AES_KEY, APPID, clock=clock, allow_plaintext=True)
     cb.on("text")(lambda msg: f"over http: {msg.content}")
     server = make_server("127.0.0.1", 0, cb, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

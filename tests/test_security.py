@@ -30,6 +30,7 @@ TOKEN = "secTokenZ9q7Lw"
 AES_KEY = "Zq8Lw3Vn5Tb7Rk2Mx4Pc6Hd9Jf1Gs0Ya3Ue5Io7Wp2K"
 OTHER_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 REDIS_PASSWORD = "redisPw8Hk2Qz"
+STATUS_SECRET = "statusBearer0123456789"
 
 
 class Capture(logging.Handler):
@@ -113,6 +114,8 @@ def test_scripted_session_leaks_no_secret(fake, make_app, capture, tmp_path):
         stable_token=False,
         timeout=0.5,
         status=True,
+        status_secret=STATUS_SECRET,
+        allow_plaintext=True,  # every mode below, and the warning it logs at start
         cache=f"filesystem:{tmp_path / 'cache'}",
     )
 
@@ -160,10 +163,10 @@ def test_scripted_session_leaks_no_secret(fake, make_app, capture, tmp_path):
         with pytest.raises(CallbackRefused) as refused:
             bad.send_text("x")
         leaks.add(f"refused body {refused.value.status}", refused.value.result.text)
-    # The status page, from loopback.
+    # The status page, with its bearer secret.
     client = app.test_client()
     for path in ("/wxmp/status", "/wxmp/status.json"):
-        response = client.get(path)
+        response = client.get(path, headers={"Authorization": f"Bearer {STATUS_SECRET}"})
         assert response.status_code == 200, path
         leaks.add(path, response.get_data(as_text=True))
     # The CLI.
@@ -269,14 +272,34 @@ def test_sandbox_and_status_are_off_in_production(tmp_path, with_secret):
         wx.stop()
 
 
-def test_status_page_refuses_remote_and_proxied_requests(fake, make_app):
-    app, wx = make_app(fake, token=TOKEN, status=True, refresher=False)
+def test_status_page_behind_a_proxy_that_adds_no_header_needs_its_guard(fake, make_app):
+    # nginx's default proxy_pass: every visitor arrives from 127.0.0.1 with no forwarding header.
+    with pytest.raises(ConfigError):
+        make_app(fake, token=TOKEN, status=True, refresher=False)
+    app, wx = make_app(fake, token=TOKEN, status=True, status_secret=STATUS_SECRET, refresher=False)
     client = app.test_client()
-    assert client.get("/wxmp/status.json").status_code == 200
+    assert client.get("/wxmp/status.json").status_code == 403
     remote = client.get("/wxmp/status.json", environ_overrides={"REMOTE_ADDR": "203.0.113.9"})
     assert remote.status_code == 403
     proxied = client.get("/wxmp/status.json", headers={"X-Forwarded-For": "203.0.113.9"})
     assert proxied.status_code == 403
+    bearer = {"Authorization": f"Bearer {STATUS_SECRET}"}
+    assert client.get("/wxmp/status.json", headers=bearer).status_code == 200
+
+
+def test_status_page_refuses_a_rebinding_host_in_development(fake, tmp_path):
+    app = flask.Flask("dev", instance_path=str(tmp_path))
+    app.debug = True
+    app.config.update(WXMP_APPID=fake.appid, WXMP_SECRET=fake.secret, WXMP_API_BASE=fake.url,
+                      WXMP_CACHE="simple", WXMP_REFRESHER=False, WXMP_STATUS=True)  # fmt: skip
+    wx = WxMP(app)
+    try:
+        client = app.test_client()
+        assert client.get("/wxmp/status.json").status_code == 200  # localhost, loopback
+        rebound = client.get("/wxmp/status.json", headers={"Host": "rebind.attacker.example"})
+        assert rebound.status_code == 403
+    finally:
+        wx.stop()
 
 
 # -- signatures ---------------------------------------------------------------------------------
@@ -316,7 +339,10 @@ def test_signatures_outside_the_window_are_refused(callback_app, skew, mode):
     assert callback_app.runs == []
 
 
-def test_inside_the_window_accepted_and_an_exact_replay_runs_nothing(callback_app):
+def test_inside_the_window_accepted_and_an_exact_replay_runs_nothing(make_app):
+    callback_app, wx = make_app(token=TOKEN)  # plaintext mode: no AES key
+    callback_app.runs = []  # type: ignore[attr-defined]
+    wx.on("text")(lambda msg: callback_app.runs.append(msg.content) or msg.content)  # type: ignore[attr-defined]
     user = WeChatUser(callback_app, TOKEN, clock=lambda: time.time() - 290)
     ts = str(int(user.clock()))
     query = {"signature": signature(TOKEN, ts, "7"), "timestamp": ts, "nonce": "7"}

@@ -14,6 +14,13 @@ from .errors import ConfigError
 RefresherMode = Literal["thread", "external", "off"]
 
 _AES_KEY_RE = re.compile(r"^[A-Za-z0-9]{43}$")
+_APPID_RE = re.compile(r"wx[0-9A-Za-z]{16}")
+#: WeChat waits 5 s per delivery and makes up to four (1 + 3 retries, wechat-api.md §2.3): a message
+#: id must be remembered for at least the ~20 s those span, with margin for slow networks.
+MIN_DEDUP_TTL = 30
+#: A timestamp window shorter than this refuses genuine pushes from a server whose clock is a few
+#: seconds off, and 0 refuses everything.
+MIN_TIMESTAMP_WINDOW = 30
 _PATH_RE = re.compile(r"^/[^?#\s]*$")
 
 #: Every key with its default; ``init_app`` writes them into ``app.config`` with ``setdefault`` so
@@ -40,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "WXMP_SANDBOX": None,
     "WXMP_STATUS": False,
     "WXMP_STATUS_CHECK": None,
+    "WXMP_STATUS_SECRET": None,
+    "WXMP_ALLOW_PLAINTEXT": False,
+    "WXMP_PUBLIC_URL": None,
 }
 
 
@@ -83,6 +93,9 @@ class Settings:
     sandbox: bool = False
     status: bool = False
     status_check: Callable[[], bool] | None = field(default=None, repr=False)
+    status_secret: str | None = field(default=None, repr=False)
+    allow_plaintext: bool = False
+    public_url: str | None = None
 
     @property
     def namespace(self) -> str:
@@ -147,6 +160,13 @@ def _number(values: Mapping[str, Any], key: str, low: float, high: float) -> flo
     return value
 
 
+def _flag(value: Any) -> bool:
+    """A boolean setting, also from an environment variable string ("0", "false", "off" are False)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 def _validate(values: Mapping[str, Any], development: bool = False) -> dict[str, Any]:
     appid = _opt_str(values, "WXMP_APPID")
     secret = _opt_str(values, "WXMP_SECRET")
@@ -167,6 +187,8 @@ def _validate(values: Mapping[str, Any], development: bool = False) -> dict[str,
             raise ConfigError("WXMP_AES_KEY", problem)
         if appid is None:
             raise ConfigError("WXMP_APPID", "is required when WXMP_AES_KEY is set")
+    if appid is not None and not _APPID_RE.fullmatch(appid):
+        raise ConfigError("WXMP_APPID", "must be 'wx' followed by 16 letters or digits (开发 > 基本配置)")
     if secret is not None and appid is None:
         raise ConfigError("WXMP_APPID", "is required when WXMP_SECRET is set")
     api_base = _opt_str(values, "WXMP_API_BASE") or DEFAULTS["WXMP_API_BASE"]
@@ -198,6 +220,25 @@ def _validate(values: Mapping[str, Any], development: bool = False) -> dict[str,
     check = values["WXMP_STATUS_CHECK"]
     if check is not None and not callable(check):
         raise ConfigError("WXMP_STATUS_CHECK", "must be a callable returning True to allow access")
+    status_secret = _opt_str(values, "WXMP_STATUS_SECRET")
+    if status_secret is not None and len(status_secret) < 16:
+        raise ConfigError("WXMP_STATUS_SECRET", "must be at least 16 characters (a random bearer secret)")
+    status = _flag(values["WXMP_STATUS"])
+    if status and not (development or sandbox) and check is None and status_secret is None:
+        raise ConfigError(
+            "WXMP_STATUS",
+            "outside debug/testing the status page needs a guard: WXMP_STATUS_CHECK (a callable) or "
+            "WXMP_STATUS_SECRET (a bearer secret); behind a proxy every visitor looks like loopback",
+        )
+    if sandbox and secret is not None:
+        raise ConfigError(
+            "WXMP_SANDBOX",
+            "the sandbox answers API calls with a local fake WeChat and cannot run beside a real "
+            "WXMP_SECRET: unset WXMP_SECRET (or WXMP_SANDBOX) in this configuration",
+        )
+    public_url = _opt_str(values, "WXMP_PUBLIC_URL")
+    if public_url is not None and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", public_url):
+        raise ConfigError("WXMP_PUBLIC_URL", "must be the site's base URL, e.g. https://example.com")
 
     return {
         "appid": appid,
@@ -212,13 +253,16 @@ def _validate(values: Mapping[str, Any], development: bool = False) -> dict[str,
         "refresh_margin": _number(values, "WXMP_REFRESH_MARGIN", 0.0, 0.5),
         "timeout": _number(values, "WXMP_TIMEOUT", 0.1, 120),
         "external_wait": _number(values, "WXMP_EXTERNAL_WAIT", 0, 600),
-        "timestamp_window": int(_number(values, "WXMP_TIMESTAMP_WINDOW", 0, 86400 * 365)),
+        "timestamp_window": int(_number(values, "WXMP_TIMESTAMP_WINDOW", MIN_TIMESTAMP_WINDOW, 86400 * 365)),
         "max_body": int(_number(values, "WXMP_MAX_BODY", 1024, 1 << 30)),
         "dedup": bool(values["WXMP_DEDUP"]),
-        "dedup_ttl": int(_number(values, "WXMP_DEDUP_TTL", 1, 86400)),
+        "dedup_ttl": int(_number(values, "WXMP_DEDUP_TTL", MIN_DEDUP_TTL, 86400)),
         "sandbox": bool(sandbox),
-        "status": bool(values["WXMP_STATUS"]),
+        "status": status,
         "status_check": check,
+        "status_secret": status_secret,
+        "allow_plaintext": _flag(values["WXMP_ALLOW_PLAINTEXT"]),
+        "public_url": public_url.rstrip("/") if public_url else None,
     }
 
 

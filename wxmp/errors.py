@@ -6,6 +6,7 @@ The tree::
     ├── ConfigError                  a WXMP_* setting is missing or wrong (names the key)
     ├── NetworkError                 timeout, refused connection, 5xx: no errcode came back
     ├── TokenUnavailableError        external refresher mode and no valid token in the cache
+    ├── CacheUnavailable             the shared cache did not answer (or failed moments ago)
     ├── CallbackError                inbound request refused
     │   ├── SignatureError           bad signature / msg_signature / stale timestamp (HTTP 403)
     │   ├── DecryptError             wrong AES key, bad padding, foreign appid (HTTP 400)
@@ -54,6 +55,10 @@ class NetworkError(WxMPError):
 
 class TokenUnavailableError(WxMPError):
     """No valid token could be obtained (external mode, or fetching is backing off)."""
+
+
+class CacheUnavailable(WxMPError):
+    """The shared cache backend did not answer (Redis down, memcached unreachable, folder not writable)."""
 
 
 class CallbackError(WxMPError):

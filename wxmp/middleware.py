@@ -13,12 +13,24 @@ inside an app context; any other WSGI app can use it directly::
 
 Answers: the handshake's ``echostr``; 403 for a bad signature, msg_signature or stale timestamp;
 400 for malformed XML or an undecryptable body; 413 beyond ``max_body``; otherwise 200 with the
-reply (encrypted when the push was) or ``success``.
+reply (encrypted when the push was) or ``success``. Every answer carries
+``X-Content-Type-Options: nosniff`` (the handshake reflects ``echostr``).
+
+Two rules stand between a captured query string and the handlers, because WeChat's plaintext
+``signature`` covers (token, timestamp, nonce) and never the body:
+
+- an account with an AES key accepts only encrypted pushes (``encrypt_type=aes``, any case): a
+  plaintext push is refused with 403 unless ``allow_plaintext`` (``WXMP_ALLOW_PLAINTEXT``, for the
+  days of a migration to safe mode) is on;
+- a plaintext push's (timestamp, nonce, signature) is bound to a digest of its body on the shared
+  store for the timestamp window: WeChat's retry of the same push passes, another body under the
+  same signature gets 403.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -28,7 +40,7 @@ from urllib.parse import unquote_plus
 from cachelib import SimpleCache
 
 from . import signals
-from .cache import SharedStore
+from .cache import CacheUnavailable, SharedStore
 from .crypto import MessageCrypto, Verifier, make_nonce
 from .deadline import deadline
 from .dedup import Deduplicator
@@ -98,6 +110,7 @@ class Callback:
         context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
         sender: object | None = None,
         clock: Callable[[], float] = time.time,
+        allow_plaintext: bool = False,
     ) -> None:
         if not token:
             raise ConfigError("WXMP_TOKEN", "is required for the callback")
@@ -118,12 +131,21 @@ class Callback:
         self.context = context
         self.sender = sender if sender is not None else self
         self.clock = clock
+        self.allow_plaintext = allow_plaintext
+        if store is None:
+            store = SharedStore(SimpleCache(threshold=10_000, default_timeout=0), probe=False)
+        self.marks = _BodyMarks(store, timestamp_window)
         if dedup:
-            if store is None:
-                store = SharedStore(SimpleCache(threshold=10_000, default_timeout=0))
             self.dedup: Deduplicator | None = Deduplicator(store, dedup_ttl)
         else:
             self.dedup = None
+        if self.crypto is not None and allow_plaintext:
+            log.warning(
+                "WXMP_ALLOW_PLAINTEXT is on: %s accepts unencrypted pushes although an AES key is set; "
+                "anyone holding one logged query string can post bodies of their choice. Turn it off "
+                "once the account is in safe mode.",
+                path,
+            )
 
     def __repr__(self) -> str:
         mode = "aes" if self.crypto else "plaintext"
@@ -168,6 +190,7 @@ class Callback:
             raise _Refused(403, "signature check failed", str(exc)) from None
 
     def _handshake(self, environ: dict[str, Any]) -> bytes:
+        # Answered as text/plain with nosniff (see _answer): the body is whatever echostr says.
         # §2.1: the server-config check is always the plaintext scheme, even in safe mode.
         query = self._query(environ)
         self._verify(query)
@@ -198,7 +221,15 @@ class Callback:
         query = self._query(environ)
         self._verify(query)
         body = self._read_body(environ)
-        encrypted = query.get("encrypt_type", "raw") == "aes"
+        # WeChat sends encrypt_type=aes in compatible and safe modes, nothing (or raw) in plaintext.
+        mode = query.get("encrypt_type", "raw").lower()
+        if mode not in ("raw", "aes"):
+            raise _Refused(400, "bad request", "unknown encrypt_type")
+        encrypted = mode == "aes"
+        if not encrypted:
+            if self.crypto is not None and not self.allow_plaintext:
+                raise _Refused(403, "encrypted push required", "plaintext push to an account with an AES key")
+            self.marks.bind(query, body)
         try:
             if encrypted:
                 body = self._decrypt(query, body)
@@ -294,15 +325,52 @@ def _parse_query(qs: str) -> dict[str, str]:
 
 
 def _answer(start_response: StartResponse, status: int, content_type: str, body: bytes) -> list[bytes]:
-    start_response(_STATUS[status], [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    start_response(_STATUS[status], headers)
     return [body]
+
+
+class _BodyMarks:
+    """Binds each seen plaintext (timestamp, nonce, signature) to a digest of its body.
+
+    The mark lives on the shared store for twice the timestamp window (a signature is accepted
+    while its timestamp is within the window either side of now), so it expires with the
+    signature: nothing keyed by request input outlives what the signature check already bounds.
+    A dead cache lets pushes through (logged at most once a minute), as dedup does.
+    """
+
+    def __init__(self, store: SharedStore, window: int) -> None:
+        self.store = store
+        self.ttl = 2 * window + 5
+        self._warned_at: float | None = None
+
+    def bind(self, query: dict[str, str], body: bytes) -> None:
+        triple = f"{query.get('timestamp', '')}:{query.get('nonce', '')}:{query.get('signature', '')}"
+        name = "body:" + hashlib.sha256(triple.encode("utf-8")).hexdigest()
+        digest = hashlib.sha256(body).hexdigest()
+        try:
+            if self.store.add(name, digest, self.ttl):
+                return
+            seen = self.store.get(name)
+        except CacheUnavailable as exc:
+            now = time.monotonic()
+            if self._warned_at is None or now - self._warned_at >= 60:
+                self._warned_at = now
+                log.warning("wxmp callback: cannot bind signatures to bodies (%s); accepting pushes", exc)
+            return
+        if seen is not None and seen != digest:
+            raise _Refused(403, "signature check failed", "a seen signature with another body")
 
 
 def install(app: Any, *, router: Router, settings: Settings, store: SharedStore, sender: object) -> Callback:
     """Put a :class:`Callback` in front of a Flask app's ``wsgi_app`` (handlers run in an app context).
 
     Uses ``settings``: token, aes_key, appid, callback_path, timestamp_window, max_body, dedup,
-    dedup_ttl. Does not import Flask.
+    dedup_ttl, allow_plaintext. Does not import Flask.
     """
     if not settings.token:
         raise ConfigError("WXMP_TOKEN", "is required for the callback")
@@ -320,6 +388,7 @@ def install(app: Any, *, router: Router, settings: Settings, store: SharedStore,
         max_body=settings.max_body,
         context=app.app_context,
         sender=sender,
+        allow_plaintext=settings.allow_plaintext,
     )
     app.wsgi_app = callback
     return callback

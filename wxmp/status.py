@@ -1,21 +1,32 @@
 """The status page: ``/wxmp/status`` (HTML) and ``/wxmp/status.json``.
 
-Off unless ``WXMP_STATUS`` is true. Access: ``WXMP_STATUS_CHECK`` is a callable (called inside the
-request, so it may read ``flask.request`` or ``flask_login.current_user``) returning True to allow.
-Without one, only direct loopback requests are allowed: ``REMOTE_ADDR`` is 127.0.0.1 or ::1 *and*
-the request carries no proxy header (``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``), because a
-reverse proxy on the same host makes every outside visitor look like loopback. Everything else gets
-403.
+Off unless ``WXMP_STATUS`` is true. Access needs an explicit guard in production:
+
+- ``WXMP_STATUS_CHECK``: a callable (called inside the request, so it may read ``flask.request`` or
+  ``flask_login.current_user``) returning True to allow;
+- ``WXMP_STATUS_SECRET``: a bearer secret (``Authorization: Bearer <secret>``), compared in
+  constant time. With both set, both must pass.
+
+Without either, the app must be in debug or testing mode (or run the sandbox, which has no real
+credentials; production configurations without a guard are refused at start with ConfigError),
+and only *direct local* requests are served: ``REMOTE_ADDR`` is loopback, no proxy header
+(``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``) and a ``Host`` of ``localhost``, 127.0.0.1 or
+[::1]. ``REMOTE_ADDR`` alone proves nothing behind a proxy that adds no header (every visitor is
+"loopback" then), and a foreign ``Host`` on a loopback connection is a DNS-rebinding page. Everything
+else gets 403.
 
 It shows the access_token's masked prefix, age, time to expiry and who fetched it (host, pid),
 fetches today against the 2000-a-day quota, recent API errors by errcode, callback counters
 (messages by type, replies, dedup hits, refused signatures, handler failures) and the cache
 backend. Counters are kept per process by receivers on the :mod:`wxmp.signals` (a dict increment
-under a lock per event); they start when the app starts. No secret, full token or AES key appears.
+under a lock per event); they start when the app starts. Their keys are bounded: message kinds
+wxmp knows (every MsgType and event of :mod:`wxmp.messages`) and ``other`` for the rest, at most
+``MAX_ERRCODES`` error codes. No secret, full token or AES key appears.
 """
 
 from __future__ import annotations
 
+import hmac
 import threading
 import time
 from collections import Counter, deque
@@ -24,18 +35,27 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request
 
 from . import signals
+from .messages import EVENT_TYPES, MESSAGE_TYPES
 from .token import mask
 
 if TYPE_CHECKING:
     from .extension import AppState
 
-__all__ = ["DAILY_TOKEN_QUOTA", "Counters", "allowed", "register", "snapshot"]
+__all__ = ["DAILY_TOKEN_QUOTA", "Counters", "allowed", "local_request", "register", "snapshot"]
 
 #: WeChat's daily limit on access_token fetches per account.
 DAILY_TOKEN_QUOTA = 2000
 
 _LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 _PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+#: Message kinds counted by name; anything else (a MsgType or Event wxmp does not know, which an
+#: attacker with one captured query string could make up by the thousand) is counted as "other".
+KNOWN_KINDS = frozenset(MESSAGE_TYPES) | frozenset(
+    "location_event" if name == "location" else name for name in EVENT_TYPES
+) | {"event"}
+MAX_ERRCODES = 64
+_OTHER_CODE = -999_999  # shown as "other"
 
 
 class Counters:
@@ -65,8 +85,9 @@ class Counters:
         signals.token_refreshed.connect(self._refreshed, sender=sender, weak=False)
 
     def _message(self, sender: object, message: Any, **kw: Any) -> None:
+        kind = message.kinds[0]
         with self._lock:
-            self.messages[message.kinds[0]] += 1
+            self.messages[kind if kind in KNOWN_KINDS else "other"] += 1
 
     def _reply(self, sender: object, reply: Any = None, **kw: Any) -> None:
         with self._lock:
@@ -88,8 +109,11 @@ class Counters:
             self.handler_failures += 1
 
     def _api_error(self, sender: object, errcode: int, errmsg: str = "", path: str = "", **kw: Any) -> None:
+        code = int(errcode)
         with self._lock:
-            self.api_errors[int(errcode)] += 1
+            if code not in self.api_errors and len(self.api_errors) >= MAX_ERRCODES:
+                code = _OTHER_CODE
+            self.api_errors[code] += 1
             self.recent_errors.appendleft(
                 {"time": time.time(), "errcode": int(errcode), "errmsg": str(errmsg)[:200], "path": path}
             )
@@ -110,7 +134,10 @@ class Counters:
                 "refused_signatures": self.refused,
                 "handler_failures": self.handler_failures,
                 "token_refreshes": self.token_refreshes,
-                "api_errors": {str(code): n for code, n in sorted(self.api_errors.items())},
+                "api_errors": {
+                    ("other" if code == _OTHER_CODE else str(code)): n
+                    for code, n in sorted(self.api_errors.items())
+                },
                 "recent_api_errors": list(self.recent_errors),
             }
 
@@ -151,14 +178,31 @@ def snapshot(app: Flask) -> dict[str, Any]:
     }
 
 
+def local_request() -> bool:
+    """A direct request from this host: loopback address, no proxy header, a local Host header."""
+    if request.remote_addr not in _LOOPBACK:
+        return False
+    if any(h in request.headers for h in _PROXY_HEADERS):
+        return False
+    host = request.host.lower()
+    host = host.partition("]")[0] + "]" if host.startswith("[") else host.partition(":")[0]
+    return host in _LOCAL_HOSTS
+
+
+def _bearer(secret: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), secret.encode())
+
+
 def allowed() -> bool:
     """The access rule described in the module docstring, for the current request."""
     settings = current_app.extensions["wxmp"].state(current_app).settings
-    if settings.status_check is not None:
-        return settings.status_check() is True
-    if request.remote_addr not in _LOOPBACK:
-        return False
-    return not any(h in request.headers for h in _PROXY_HEADERS)
+    check, secret = settings.status_check, settings.status_secret
+    if check is not None or secret is not None:
+        return (secret is None or _bearer(secret)) and (check is None or check() is True)
+    if current_app.debug or current_app.testing or settings.sandbox:
+        return local_request()
+    return False
 
 
 def register(app: Flask, state: AppState) -> None:

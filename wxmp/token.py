@@ -83,12 +83,23 @@ class TokenEntry:
 
     @classmethod
     def from_cache(cls, data: Any) -> TokenEntry | None:
+        """The entry in a cached JSON object, or None when it is not one (a miss, never an error)."""
         if not isinstance(data, dict):
             return None
         try:
-            return cls(**data)
+            entry = cls(**data)
         except TypeError:
             return None
+        numbers = (entry.expires_at, entry.refresh_at, entry.fetched_at)
+        if not (
+            isinstance(entry.value, str)
+            and entry.value
+            and isinstance(entry.host, str)
+            and isinstance(entry.pid, int)
+            and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers)
+        ):
+            return None
+        return entry
 
     def valid(self, now: float, reject: str | None = None) -> bool:
         return now < self.expires_at and self.value != reject
@@ -263,7 +274,9 @@ class TokenManager:
             log.warning("%s: %s; using this process's copy until it is back", self.kind, exc)
 
     def _cache_up(self) -> None:
-        if not self.cache_ok:
+        # A successful read proves little (a read-only folder answers reads and refuses every
+        # write): announce a recovery only once the store has written again.
+        if not self.cache_ok and self.store.healthy:
             self.cache_ok = True
             log.warning("%s: the shared cache is reachable again", self.kind)
 

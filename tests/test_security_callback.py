@@ -1,0 +1,243 @@
+"""The callback against an attacker holding one captured query string (security findings 1, 2, 12).
+
+WeChat's plaintext ``signature`` covers (token, timestamp, nonce) and never the body, and the query
+string of every push sits in ordinary access logs. So:
+
+- with an AES key, an unencrypted push is refused whatever body it carries (``encrypt_type`` in any
+  case is the same mode), unless ``WXMP_ALLOW_PLAINTEXT`` is on for a migration (logged at start);
+- in plaintext mode a seen signature is bound to its body: WeChat's retry passes, another body is
+  refused, also on another worker sharing the Redis;
+- the settings that would reopen these holes are refused, and the handshake's reflected ``echostr``
+  is served with ``nosniff``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from werkzeug.test import Client
+
+from wxmp import ConfigError, Settings
+from wxmp.cache import SharedStore, resolve_cache
+from wxmp.crypto import MessageCrypto, signature
+from wxmp.middleware import Callback
+from wxmp.testing import WeChatUser
+from wxmp.testing.clock import FakeClock
+
+TOKEN = "secTok42"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+APPID = "wx1234567890abcdef"
+NOW = 1714036504.0
+
+
+def body(content: str, sender: str = "oVictim", msg_id: int = 1) -> bytes:
+    return (
+        f"<xml><ToUserName><![CDATA[gh_x]]></ToUserName><FromUserName><![CDATA[{sender}]]></FromUserName>"
+        f"<CreateTime>{int(NOW)}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+    ).encode()
+
+
+def captured_safe_push(cb: Callback, clock: FakeClock) -> dict[str, str]:
+    """A genuine safe-mode push as WeChat sends it; returns its query string's fields."""
+    ts, nonce = str(int(clock())), "8675309"
+    encrypt = MessageCrypto(AES_KEY, APPID).encrypt(body("genuine"))
+    query = {
+        "signature": signature(TOKEN, ts, nonce),
+        "timestamp": ts,
+        "nonce": nonce,
+        "openid": "oVictim",
+        "encrypt_type": "aes",
+        "msg_signature": signature(TOKEN, ts, nonce, encrypt),
+    }
+    envelope = f"<xml><ToUserName><![CDATA[gh_x]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+    response = Client(cb).post("/wechat?" + urlencode(query), data=envelope.encode())
+    assert response.status_code == 200
+    return query
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW)
+
+
+def safe_callback(clock: FakeClock, **kw: Any) -> tuple[Callback, list[str]]:
+    runs: list[str] = []
+    cb = Callback(TOKEN, AES_KEY, APPID, clock=clock, **kw)
+    cb.on("text")(lambda msg: runs.append(f"{msg.from_user_name}:{msg.content}") or "reply to " + msg.content)
+    return cb, runs
+
+
+# -- finding 1: no downgrade to plaintext ----------------------------------------------------------
+
+
+def test_a_captured_safe_mode_query_cannot_carry_a_plaintext_body(clock):
+    cb, runs = safe_callback(clock)
+    query = captured_safe_push(cb, clock)
+    assert runs == ["oVictim:genuine"]
+    client = Client(cb)
+    plain = {k: query[k] for k in ("signature", "timestamp", "nonce")}
+    for i in range(5):
+        forged = body(f"attacker {i}", sender=f"oForged{i}", msg_id=100 + i)
+        for variant in (plain, {**plain, "encrypt_type": "raw"}, {**plain, "encrypt_type": "RAW"}):
+            response = client.post("/wechat?" + urlencode(variant), data=forged)
+            assert response.status_code == 403, variant
+            assert b"reply" not in response.data
+    assert runs == ["oVictim:genuine"]
+
+
+def test_the_mode_is_read_case_insensitively(clock):
+    cb, runs = safe_callback(clock)
+    query = captured_safe_push(cb, clock)
+    client = Client(cb)
+    # encrypt_type=AES with a plaintext body: it is an encrypted push without Encrypt, refused.
+    for mode in ("AES", "Aes"):
+        response = client.post("/wechat?" + urlencode({**query, "encrypt_type": mode}), data=body("x"))
+        assert response.status_code in (400, 403)
+        assert b"reply" not in response.data
+    # A genuine encrypted push announced as AES is still understood (and its reply encrypted).
+    user = WeChatUser(cb, TOKEN, aes_key=AES_KEY, appid=APPID, clock=clock, openid="oUpper")
+    xml = user.message_xml("text", {"Content": "upper"})
+    ts, nonce = str(int(clock())), "424242"
+    encrypt = MessageCrypto(AES_KEY, APPID).encrypt(xml)
+    upper = {
+        "signature": signature(TOKEN, ts, nonce),
+        "timestamp": ts,
+        "nonce": nonce,
+        "encrypt_type": "AES",
+        "msg_signature": signature(TOKEN, ts, nonce, encrypt),
+    }
+    response = client.post(
+        "/wechat?" + urlencode(upper), data=f"<xml><Encrypt>{encrypt}</Encrypt></xml>".encode()
+    )
+    assert response.status_code == 200 and response.data.startswith(b"<xml><Encrypt>")
+    assert runs == ["oVictim:genuine", "oUpper:upper"]
+    unknown = client.post("/wechat?" + urlencode({**query, "encrypt_type": "des"}), data=body("x"))
+    assert unknown.status_code == 400
+
+
+def test_plaintext_is_allowed_only_when_asked_and_then_said_loudly(clock, caplog):
+    with caplog.at_level(logging.WARNING, "wxmp.callback"):
+        cb, runs = safe_callback(clock, allow_plaintext=True)
+    assert "WXMP_ALLOW_PLAINTEXT is on" in caplog.text and AES_KEY not in caplog.text
+    WeChatUser(cb, TOKEN, clock=clock, openid="oMigrating").send_text("still plain")
+    assert runs == ["oMigrating:still plain"]
+
+
+def test_allow_plaintext_setting(make_app):
+    base = {"WXMP_TOKEN": TOKEN, "WXMP_AES_KEY": AES_KEY, "WXMP_APPID": APPID}
+    assert Settings.from_mapping(base).allow_plaintext is False
+    assert Settings.from_mapping({**base, "WXMP_ALLOW_PLAINTEXT": "0"}).allow_plaintext is False
+    assert Settings.from_mapping({**base, "WXMP_ALLOW_PLAINTEXT": "true"}).allow_plaintext is True
+    app, wx = make_app(token=TOKEN, aes_key=AES_KEY, appid=APPID)
+    wx.on("text")(lambda msg: "ran")
+    with pytest.raises(AssertionError, match="403"):
+        WeChatUser(app, TOKEN).send_text("downgrade")
+    app2, wx2 = make_app(token=TOKEN, aes_key=AES_KEY, appid=APPID, allow_plaintext=True)
+    wx2.on("text")(lambda msg: "ran")
+    assert WeChatUser(app2, TOKEN).send_text("migrating").content == "ran"
+
+
+# -- finding 2: a seen signature is bound to its body ------------------------------------------------
+
+
+def plain_callback(clock: FakeClock, store: SharedStore | None = None) -> tuple[Callback, list[str]]:
+    runs: list[str] = []
+    cb = Callback(TOKEN, clock=clock, store=store)
+    cb.on("text")(lambda msg: runs.append(msg.content) or "ok " + msg.content)
+    return cb, runs
+
+
+def signed_query(clock: FakeClock, nonce: str = "1234") -> str:
+    ts = str(int(clock()))
+    return "/wechat?" + urlencode({"signature": signature(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce})
+
+
+def test_a_seen_signature_with_another_body_is_refused(clock):
+    cb, runs = plain_callback(clock)
+    url = signed_query(clock)
+    client = Client(cb)
+    first = client.post(url, data=body("genuine"))
+    assert first.status_code == 200 and first.data.find(b"ok genuine") > 0
+    retry = client.post(url, data=body("genuine"))  # WeChat's retry: same query, same body
+    assert retry.status_code == 200 and retry.data == first.data
+    for i in range(5):
+        swapped = client.post(url, data=body(f"swapped {i}", sender="oAttacker", msg_id=50 + i))
+        assert swapped.status_code == 403
+    assert runs == ["genuine"]
+
+
+def test_the_binding_holds_across_workers_on_a_shared_redis(clock, redis_url, tmp_path):
+    def store() -> SharedStore:
+        return SharedStore(resolve_cache(redis_url, str(tmp_path)), namespace="wxmp:bind")
+
+    worker1, runs1 = plain_callback(clock, store())
+    worker2, runs2 = plain_callback(clock, store())
+    url = signed_query(clock, nonce="99")
+    assert Client(worker1).post(url, data=body("genuine")).status_code == 200
+    assert Client(worker2).post(url, data=body("swapped", msg_id=2)).status_code == 403
+    assert Client(worker2).post(url, data=body("genuine")).status_code == 200  # a retry elsewhere
+    assert runs1 == ["genuine"] and runs2 == []
+    import redis
+
+    raw = redis.Redis.from_url(redis_url)
+    marks = [k for k in raw.scan_iter("wxmp:bind:body:*")]
+    assert len(marks) == 1
+    assert 0 < raw.pttl(marks[0]) <= (2 * 300 + 5) * 1000  # expires with the signature's window
+
+
+def test_binding_marks_expire_with_the_window(clock):
+    store = SharedStore(resolve_cache("simple", "/unused"), probe=False)
+    cb, runs = plain_callback(clock, store)
+    client = Client(cb)
+    for i in range(50):
+        assert client.post(signed_query(clock, nonce=str(i)), data=body(f"m{i}", msg_id=i)).status_code == 200
+    marks = [exp for key, (exp, _) in store._backend.data.entries.items() if ":body:" in key]
+    assert len(marks) == 50
+    assert all(0 < exp - time.time() <= 2 * 300 + 5 for exp in marks)  # nothing kept forever
+
+
+# -- finding 12: settings that would reopen the holes, and the handshake --------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"WXMP_DEDUP_TTL": 5}, "WXMP_DEDUP_TTL"),
+        ({"WXMP_DEDUP_TTL": 29}, "WXMP_DEDUP_TTL"),
+        ({"WXMP_TIMESTAMP_WINDOW": 0}, "WXMP_TIMESTAMP_WINDOW"),
+        ({"WXMP_TIMESTAMP_WINDOW": 5}, "WXMP_TIMESTAMP_WINDOW"),
+        ({"WXMP_APPID": "wx123"}, "WXMP_APPID"),
+        ({"WXMP_APPID": "wx1234567890abcdef0"}, "WXMP_APPID"),
+        ({"WXMP_APPID": "gh_1234567890abcd"}, "WXMP_APPID"),
+        ({"WXMP_APPID": "wx1234567890abcd f"}, "WXMP_APPID"),
+    ],
+)
+def test_settings_that_weaken_the_callback_are_refused(config, key):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_mapping({"WXMP_TOKEN": TOKEN, **config})
+    assert info.value.key == key
+
+
+def test_the_lowest_accepted_values():
+    s = Settings.from_mapping(
+        {"WXMP_TOKEN": TOKEN, "WXMP_DEDUP_TTL": 30, "WXMP_TIMESTAMP_WINDOW": 30, "WXMP_APPID": APPID}
+    )
+    assert (s.dedup_ttl, s.timestamp_window, s.appid) == (30, 30, APPID)
+
+
+def test_echostr_is_answered_with_nosniff(clock):
+    cb, _ = plain_callback(clock)
+    ts, nonce = str(int(clock())), "5"
+    query = {"signature": signature(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce}
+    html = "<script>alert(document.domain)</script>"
+    response = Client(cb).get("/wechat?" + urlencode({**query, "echostr": html}))
+    assert response.status_code == 200 and response.data == html.encode()
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Type"].startswith("text/plain")
+    refused = Client(cb).get("/wechat?echostr=x")
+    assert refused.status_code == 403 and refused.headers["X-Content-Type-Options"] == "nosniff"
