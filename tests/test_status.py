@@ -201,3 +201,32 @@ def test_counters_are_per_extension(make_app: MakeApp, fake_wechat: FakeWeChat) 
     WeChatUser(app1, TOKEN).send_text("x")
     assert status(app1).json["counters"]["messages_total"] == 1
     assert status(app2).json["counters"]["messages_total"] == 0
+
+
+def test_every_account_is_shown(fake_wechat: FakeWeChat, tmp_path: Any) -> None:
+    with FakeWeChat(appid="wx00000000000000b2", secret="secret-of-account-b-0123456789ab") as shop_fake:
+        app = flask.Flask("multistatus", instance_path=str(tmp_path))
+        app.config.update(
+            WXMP_CACHE="simple", WXMP_REFRESHER=False, WXMP_STATUS=True, WXMP_STATUS_SECRET=SECRET,
+            WXMP_ACCOUNTS={
+                "main": {"appid": fake_wechat.appid, "secret": fake_wechat.secret,
+                         "api_base": fake_wechat.url, "token": "maintoken"},
+                "shop": {"appid": shop_fake.appid, "secret": shop_fake.secret, "api_base": shop_fake.url},
+            },
+        )  # fmt: skip
+        wx = WxMP(app)
+        try:
+            with app.app_context():
+                wx.accounts["shop"].access_token.get()
+            data = status(app).get_json()
+            assert data["account"] == "main" and data["appid"] == fake_wechat.appid
+            by_name = {a["name"]: a for a in data["accounts"]}
+            assert set(by_name) == {"main", "shop"}
+            assert by_name["main"]["callback"] == "/wechat/main" and by_name["shop"]["callback"] is None
+            assert by_name["main"]["token"] is None
+            assert by_name["shop"]["token"]["valid"] and by_name["shop"]["fetches_today"] == 1
+            page = app.test_client().get("/wxmp/status", headers=BEARER).get_data(as_text=True)
+            assert 'data-account="shop"' in page and shop_fake.appid in page
+            assert shop_fake.secret not in page and fake_wechat.secret not in page
+        finally:
+            wx.stop()

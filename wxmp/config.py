@@ -294,6 +294,12 @@ DOCS: dict[str, str] = {
     "app.",
     "WXMP_STATUS": "The status page at `/wxmp/status`.",
     "WXMP_STATUS_CHECK": "A callable returning `True` to allow the status page; unset: direct loopback only.",
+    "WXMP_STATUS_SECRET": "A bearer secret (16+ characters) that opens the status page "
+    "(`Authorization: Bearer ...`); outside debug/testing the page needs it or `WXMP_STATUS_CHECK`.",
+    "WXMP_ALLOW_PLAINTEXT": "With an AES key set, also accept unencrypted pushes (only while migrating "
+    "from plaintext mode; logs a warning at start). Off: such pushes are refused.",
+    "WXMP_PUBLIC_URL": "The site's public base URL (`https://example.com`), used for OAuth redirect URIs "
+    "instead of the request's Host header.",
     "WXMP_ACCOUNTS": 'More accounts: `{"shop": {"appid": ..., "token": ...}}`. Each has its own callback '
     "path (default `/wechat/<name>`), handlers and appid-namespaced token, and inherits the other, "
     "non-credential keys.",

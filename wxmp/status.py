@@ -39,6 +39,7 @@ from .messages import EVENT_TYPES, MESSAGE_TYPES
 from .token import mask
 
 if TYPE_CHECKING:
+    from .account import Account
     from .extension import AppState
 
 __all__ = ["DAILY_TOKEN_QUOTA", "Counters", "allowed", "local_request", "register", "snapshot"]
@@ -51,9 +52,11 @@ _PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 #: Message kinds counted by name; anything else (a MsgType or Event wxmp does not know, which an
 #: attacker with one captured query string could make up by the thousand) is counted as "other".
-KNOWN_KINDS = frozenset(MESSAGE_TYPES) | frozenset(
-    "location_event" if name == "location" else name for name in EVENT_TYPES
-) | {"event"}
+KNOWN_KINDS = (
+    frozenset(MESSAGE_TYPES)
+    | frozenset("location_event" if name == "location" else name for name in EVENT_TYPES)
+    | {"event"}
+)
 MAX_ERRCODES = 64
 _OTHER_CODE = -999_999  # shown as "other"
 
@@ -142,38 +145,54 @@ class Counters:
             }
 
 
+def _token_view(entry: Any, now: float) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {
+        "masked": mask(entry.value),
+        "fetched_at": entry.fetched_at,
+        "age": round(now - entry.fetched_at, 1),
+        "expires_at": entry.expires_at,
+        "expires_in": round(entry.expires_at - now, 1),
+        "valid": now < entry.expires_at,
+        "host": entry.host,
+        "pid": entry.pid,
+    }
+
+
+def _account_view(acct: Account, now: float) -> dict[str, Any]:
+    settings = acct.settings
+    return {
+        "name": acct.name,
+        "appid": settings.appid,
+        "callback": settings.callback_path if acct._callback is not None else None,
+        "refresher": settings.refresher,
+        "stable_token": settings.stable_token,
+        "cache": acct.store.backend,
+        "cache_ok": acct.access_token.cache_ok,
+        "token": _token_view(acct.access_token.peek(), now),
+        "fetches_today": acct.access_token.fetches_today(),
+    }
+
+
 def snapshot(app: Flask) -> dict[str, Any]:
-    """Everything the status page shows, as JSON-ready data (nothing secret)."""
+    """Everything the status page shows, as JSON-ready data (nothing secret).
+
+    The top-level fields describe the default account; ``accounts`` lists every account.
+    """
     ext = app.extensions["wxmp"]
     state: AppState = ext.state(app)
     counters: Counters | None = app.extensions.get("wxmp.status")
     now = time.time()
-    entry = state.access_token.peek()
-    token: dict[str, Any] | None = None
-    if entry is not None:
-        token = {
-            "masked": mask(entry.value),
-            "fetched_at": entry.fetched_at,
-            "age": round(now - entry.fetched_at, 1),
-            "expires_at": entry.expires_at,
-            "expires_in": round(entry.expires_at - now, 1),
-            "valid": now < entry.expires_at,
-            "host": entry.host,
-            "pid": entry.pid,
-        }
-    settings = state.settings
+    accounts = [_account_view(acct, now) for acct in state.accounts.values()]
+    default = next(a for a in accounts if a["name"] == state.default.name)
     return {
-        "appid": settings.appid,
+        **{k: v for k, v in default.items() if k != "name"},
+        "account": default["name"],
         "time": now,
-        "cache": state.store.backend,
-        "cache_ok": state.access_token.cache_ok,
-        "refresher": settings.refresher,
-        "stable_token": settings.stable_token,
-        "callback": settings.callback_path if state.callback is not None else None,
-        "sandbox": settings.sandbox,
-        "token": token,
-        "fetches_today": state.access_token.fetches_today(),
+        "sandbox": state.settings.sandbox,
         "fetch_quota": DAILY_TOKEN_QUOTA,
+        "accounts": accounts,
         "counters": counters.snapshot() if counters is not None else None,
     }
 

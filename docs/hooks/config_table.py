@@ -44,6 +44,11 @@ ZH: dict[str, str] = {
     "WXMP_SANDBOX": "本地沙盒聊天页。不设置时，仅在没有 secret 且应用处于 debug 或 testing 时开启。",
     "WXMP_STATUS": "`/wxmp/status` 状态页。",
     "WXMP_STATUS_CHECK": "一个返回 `True` 才放行的函数，用来保护状态页；不设置时只允许本机直连访问。",
+    "WXMP_STATUS_SECRET": "打开状态页用的 Bearer 密钥（至少 16 个字符，请求头 `Authorization: Bearer ...`）；"
+    "非调试/测试环境下，状态页必须配置它或 `WXMP_STATUS_CHECK`。",
+    "WXMP_ALLOW_PLAINTEXT": "配置了 AES 密钥时仍接受明文推送（仅用于从明文模式迁移期间，启动时会记录警告）。"
+    "关闭时这类推送一律拒绝。",
+    "WXMP_PUBLIC_URL": "网站对外的根地址（如 `https://example.com`），生成网页授权回调地址时使用，而不是请求里的 Host 头。",
     "WXMP_ACCOUNTS": '更多公众号：`{"shop": {"appid": ..., "token": ...}}`。每个账号有自己的回调路径'
     "（默认 `/wechat/<名称>`）、处理函数和按 appid 隔开的 token，并继承其他非凭据配置。",
 }
