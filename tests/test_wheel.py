@@ -45,7 +45,9 @@ def test_wheel_is_flask_wxmp_importing_as_wxmp(wheel: Path) -> None:
     (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
     headers = archive.read(metadata).decode("utf-8").split("\n\n", 1)[0].splitlines()
     assert "Name: flask-wxmp" in headers
-    (top_level,) = {n.split("/", 1)[0] for n in archive.namelist() if not n.split("/", 1)[0].endswith(".dist-info")}
+    (top_level,) = {
+        n.split("/", 1)[0] for n in archive.namelist() if not n.split("/", 1)[0].endswith(".dist-info")
+    }
     assert top_level == "wxmp"
 
 

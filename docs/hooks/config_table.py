@@ -23,17 +23,21 @@ MARKER = "<!-- wxmp:config-table -->"
 #: The Chinese meaning of each key (the English one is ``wxmp.config.DOCS``).
 ZH: dict[str, str] = {
     "WXMP_APPID": "公众号的 AppID（`wx` 加 16 个字符）。",
-    "WXMP_SECRET": "AppSecret（开发者密码）。不配置时回调照常工作，但本进程不获取 access_token，也不启动刷新线程。",
-    "WXMP_TOKEN": "服务器配置里的令牌（Token，3 到 32 个字母或数字），用来校验微信推送的签名；启用回调必须配置。",
-    "WXMP_AES_KEY": "43 位的消息加解密密钥（EncodingAESKey），开启兼容模式和安全模式（同时需要 `WXMP_APPID`）。",
+    "WXMP_SECRET": "AppSecret（开发者密码）。不配置时回调照常工作，但本进程不获取 access_token，也"
+    "不启动刷新线程。",
+    "WXMP_TOKEN": "服务器配置里的令牌（Token，3 到 32 个字母或数字），用来校验微信推送的签名；启用"
+    "回调必须配置。",
+    "WXMP_AES_KEY": "43 位的消息加解密密钥（EncodingAESKey），开启兼容模式和安全模式（同时需要 `WXM"
+    "P_APPID`）。",
     "WXMP_API_BASE": "接口请求发往的地址；测试时指向 `FakeWeChat`。",
-    "WXMP_CACHE": "access_token、刷新锁和去重标记存放的位置：一个 cachelib 缓存对象，或 `\"filesystem:路径\"`、"
-    "`\"redis://...\"`、`\"memcached://主机:端口[,主机:端口]\"`、`\"simple\"`（仅单进程）。"
-    "不设置时使用实例目录下的文件缓存，同一台机器上的进程共享。",
+    "WXMP_CACHE": 'access_token、刷新锁和去重标记存放的位置：一个 cachelib 缓存对象，或 `"filesyste'
+    'm:路径"`、`"redis://..."`、`"memcached://主机:端口[,主机:端口]"`、`"simple"`（仅单进程）。不设'
+    "置时使用实例目录下的文件缓存，同一台机器上的进程共享。",
     "WXMP_CALLBACK_PATH": "微信推送消息的路径。",
-    "WXMP_STABLE_TOKEN": "`True`：使用 `POST /cgi-bin/stable_token`；`False`：使用传统的 `GET /cgi-bin/token`。",
-    "WXMP_REFRESHER": "`\"thread\"`（配置了 secret 时的默认值）：每个进程一个刷新线程；`\"external\"`：从不自己获取，"
-    "只读取 `flask wxmp refresher` 写进缓存的 token；`False`：只在用到时获取。",
+    "WXMP_STABLE_TOKEN": "`True`：使用 `POST /cgi-bin/stable_token`；`False`：使用传统的 `GET /cgi-"
+    "bin/token`。",
+    "WXMP_REFRESHER": '`"thread"`（配置了 secret 时的默认值）：每个进程一个刷新线程；`"external"`：'
+    "从不自己获取，只读取 `flask wxmp refresher` 写进缓存的 token；`False`：只在用到时获取。",
     "WXMP_REFRESH_MARGIN": "提前刷新的时间占有效期的比例（2 小时的 token 提前 144 秒）。",
     "WXMP_TIMEOUT": "请求微信接口的 HTTP 超时，单位秒。",
     "WXMP_EXTERNAL_WAIT": "external 模式下，进程等待中控刷新器写入 token 的秒数。",
@@ -77,7 +81,7 @@ def render_table(lang: str) -> str:
 
 
 def page_language(src_path: str) -> str:
-    """"zh" or "en" from a page's path under docs/ (``zh/configuration.md``)."""
+    """ "zh" or "en" from a page's path under docs/ (``zh/configuration.md``)."""
     first = PurePosixPath(src_path.replace("\\", "/")).parts[0]
     return "en" if first == "en" else "zh"
 
