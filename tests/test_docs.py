@@ -241,3 +241,21 @@ def test_fake_process_reports_a_busy_port() -> None:
         proc = _run([sys.executable, "-m", "wxmp.testing", "--port", str(port)], ROOT, timeout=60)
     assert proc.returncode == 1
     assert f"{port} is in use" in proc.stderr and "Traceback" not in proc.stderr  # werkzeug's words
+
+
+def test_readme_links_point_at_pages_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(((?!https?:|#)[^)]+)\)", readme)
+    assert len(links) >= 20
+    missing = [link for link in links if not (ROOT / link.split("#")[0]).is_file()]
+    assert not missing, missing
+
+
+def test_wechat_user_fixture_without_an_app_fixture_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["wxmp.testing.pytest_plugin"]\n')
+    (tmp_path / "test_x.py").write_text("def test_x(wechat_user):\n    pass\n")
+    proc = _run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"], tmp_path
+    )
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "needs an `app` fixture" in proc.stdout and "Traceback" not in proc.stdout

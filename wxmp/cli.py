@@ -213,7 +213,7 @@ def _load_menu(path: Path) -> Any:
         try:
             import yaml
         except ImportError:
-            raise click.ClickException("YAML menus need PyYAML: pip install 'wxmp[yaml]'")
+            raise click.ClickException("YAML menus need PyYAML: pip install 'flask-wxmp[yaml]'")
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:

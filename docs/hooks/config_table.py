@@ -23,9 +23,12 @@ MARKER = "<!-- wxmp:config-table -->"
 #: The Chinese meaning of each key (the English one is ``wxmp.config.DOCS``).
 ZH: dict[str, str] = {
     "WXMP_APPID": "公众号的 AppID（`wx` 加 16 个字符）。",
-    "WXMP_SECRET": "AppSecret（开发者密码）。不配置时回调照常工作，但本进程不获取 access_token，也不启动刷新线程。",
-    "WXMP_TOKEN": "服务器配置里的令牌（Token，3 到 32 个字母或数字），用来校验微信推送的签名；启用回调必须配置。",
-    "WXMP_AES_KEY": "43 位的消息加解密密钥（EncodingAESKey），开启兼容模式和安全模式（同时需要 `WXMP_APPID`）。",
+    "WXMP_SECRET": "AppSecret（开发者密码）。不配置时回调照常工作，但本进程不获取 access_token，也"
+    "不启动刷新线程。",
+    "WXMP_TOKEN": "服务器配置里的令牌（Token，3 到 32 个字母或数字），用来校验微信推送的签名；启用"
+    "回调必须配置。",
+    "WXMP_AES_KEY": "43 位的消息加解密密钥（EncodingAESKey），开启兼容模式和安全模式（同时需要 `WXM"
+    "P_APPID`）。",
     "WXMP_API_BASE": "接口请求发往的地址；测试时指向 `FakeWeChat`。",
     "WXMP_CACHE": 'access_token、刷新锁和去重标记存放的位置：一个 cachelib 缓存对象，或 `"filesystem:路径"`、'
     '`"redis://..."`、`"memcached://主机:端口[,主机:端口]"`、`"simple"`（仅单进程）。'
