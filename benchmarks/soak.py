@@ -49,6 +49,8 @@ import gunicorn
 import redis
 import requests
 
+from wxmp.cache import SharedStore, resolve_cache
+from wxmp.config import Settings
 from wxmp.testing import FakeWeChat, WeChatUser
 from wxmp.testing.servers import ServerProcess, free_port, redis_process
 
@@ -323,7 +325,10 @@ class Rig:
 
     def kill_lock_holder(self, settle: float) -> Window:
         """Revoke every token while the next fetch hangs; SIGKILL the worker that holds the lock."""
-        lock_key = f"wxmp:{self.fake.appid}:lock:{self.fake.appid}:access_token"
+        # The key the workers' SharedStore uses (namespaced by appid and the fake's host, maybe hashed).
+        namespace = Settings(appid=self.fake.appid, api_base=self.fake.url).namespace
+        store = SharedStore(resolve_cache(self.redis.url, ""), namespace=namespace)
+        lock_key = store.key(f"lock:{self.fake.appid}:access_token")
         client = redis.Redis.from_url(self.redis.url)
         with self.window("SIGKILL the refresh-lock holder", settle) as w:
             seen = len(self.fake.token_calls)
@@ -368,7 +373,8 @@ class Rig:
         self.fake.add_user("oSoakRetry")
         common = {"openid": "oSoakRetry", "account": ACCOUNT, "timeout": 5.0}
         users = [
-            WeChatUser(self.gunicorn.url, TOKEN, mode="plain", **common),
+            # An account with an AES key refuses plaintext pushes: compatible mode carries both.
+            WeChatUser(self.gunicorn.url, TOKEN, aes_key=AES_KEY, appid=self.fake.appid, mode="compatible", **common),
             WeChatUser(self.gunicorn.url, TOKEN, aes_key=AES_KEY, appid=self.fake.appid, mode="safe", **common),
         ]  # fmt: skip
         from soak_load import outcome

@@ -82,7 +82,15 @@ def main() -> None:
         openid = f"oSoak{cfg['index']:02d}x{t:02d}"
         common = {"openid": openid, "account": cfg["account"], "path": "/wechat", "timeout": 5.0}
         users = [
-            WeChatUser(cfg["url"], cfg["token"], mode="plain", **common),
+            # The account has an AES key, so plaintext pushes are refused: compatible mode carries both.
+            WeChatUser(
+                cfg["url"],
+                cfg["token"],
+                aes_key=cfg["aes_key"],
+                appid=cfg["appid"],
+                mode="compatible",
+                **common,
+            ),
             WeChatUser(
                 cfg["url"], cfg["token"], aes_key=cfg["aes_key"], appid=cfg["appid"], mode="safe", **common
             ),

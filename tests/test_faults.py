@@ -70,13 +70,13 @@ def bot(fake, make_app, redis_url):
 def users(app: Any, appid: str) -> list[WeChatUser]:
     common = {"openid": "oFault", "account": "gh_fault"}
     return [
-        WeChatUser(app, TOKEN, mode="plain", **common),
+        WeChatUser(app, TOKEN, aes_key=AES_KEY, appid=appid, mode="compatible", **common),
         WeChatUser(app, TOKEN, aes_key=AES_KEY, appid=appid, mode="safe", **common),
     ]
 
 
 def send_all(app: Any, appid: str, n: int, start: int = 1) -> None:
-    """n messages, alternately plaintext and encrypted; each must come back as its echo."""
+    """n messages, alternately compatible-mode and safe-mode; each must come back as its echo."""
     pair = users(app, appid)
     for i in range(start, start + n):
         assert pair[i % 2].send_text(f"m{i} ]]>", msg_id=i) == TextReply(f"m{i} ]]>")
@@ -157,7 +157,10 @@ class Senders:
         self.rig.fake.add_user(openid)
         common = {"openid": openid, "account": soak.ACCOUNT, "timeout": 5.0}
         pair = [
-            WeChatUser(self.rig.gunicorn.url, soak.TOKEN, mode="plain", **common),
+            WeChatUser(
+                self.rig.gunicorn.url, soak.TOKEN, aes_key=soak.AES_KEY, appid=self.rig.fake.appid,
+                mode="compatible", **common,
+            ),
             WeChatUser(
                 self.rig.gunicorn.url, soak.TOKEN, aes_key=soak.AES_KEY, appid=self.rig.fake.appid, mode="safe",
                 **common,
