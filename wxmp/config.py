@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 RefresherMode = Literal["thread", "external", "off"]
+SlowStrategy = Literal["auto", "customer_service", "retries"]
+SLOW_STRATEGIES: tuple[str, ...] = ("auto", "customer_service", "retries")
 
 _AES_KEY_RE = re.compile(r"^[A-Za-z0-9]{43}$")
 _PATH_RE = re.compile(r"^/[^?#\s]*$")
@@ -40,6 +42,17 @@ DEFAULTS: dict[str, Any] = {
     "WXMP_SANDBOX": None,
     "WXMP_STATUS": False,
     "WXMP_STATUS_CHECK": None,
+    # -- slow handlers and sessions (wxmp.slow, wxmp.session) --
+    "WXMP_SLOW_STRATEGY": "auto",
+    "WXMP_SLOW_HOLDING_TEXT": "答案还在准备中，请稍后发送任意消息查看。",
+    "WXMP_SLOW_KEYWORD": None,
+    "WXMP_SLOW_WECHAT_TIMEOUT": 5.0,
+    "WXMP_SLOW_MARGIN": 0.5,
+    "WXMP_SLOW_ATTEMPTS": 3,
+    "WXMP_SLOW_LEASE": 4.0,
+    "WXMP_SLOW_RESULT_TTL": 172800,
+    "WXMP_SLOW_WORKERS": 8,
+    "WXMP_SESSION_TTL": 86400,
 }
 
 
@@ -83,6 +96,17 @@ class Settings:
     sandbox: bool = False
     status: bool = False
     status_check: Callable[[], bool] | None = field(default=None, repr=False)
+    # -- slow handlers and sessions (see wxmp.slow, wxmp.session) --
+    slow_strategy: SlowStrategy = "auto"
+    slow_holding_text: str = DEFAULTS["WXMP_SLOW_HOLDING_TEXT"]
+    slow_keyword: str | None = None
+    slow_wechat_timeout: float = 5.0
+    slow_margin: float = 0.5
+    slow_attempts: int = 3
+    slow_lease: float = 4.0
+    slow_result_ttl: int = 172800
+    slow_workers: int = 8
+    session_ttl: int = 86400
 
     @property
     def namespace(self) -> str:
@@ -219,4 +243,37 @@ def _validate(values: Mapping[str, Any], development: bool = False) -> dict[str,
         "sandbox": bool(sandbox),
         "status": bool(values["WXMP_STATUS"]),
         "status_check": check,
+        **_validate_slow(values),
+    }
+
+
+def slow_strategy(key: str, value: Any) -> SlowStrategy:
+    """A slow-handler strategy name (``"customer-service"`` is accepted for ``"customer_service"``)."""
+    name = value.strip().lower().replace("-", "_") if isinstance(value, str) else value
+    if name not in SLOW_STRATEGIES:
+        raise ConfigError(key, f"must be one of {', '.join(SLOW_STRATEGIES)}, not {value!r}")
+    return name  # type: ignore[return-value]
+
+
+def _validate_slow(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The slow-handler and session keys (wxmp.slow, wxmp.session)."""
+    holding = values["WXMP_SLOW_HOLDING_TEXT"]
+    if not isinstance(holding, str) or not holding.strip():
+        raise ConfigError("WXMP_SLOW_HOLDING_TEXT", "must be a non-empty text")
+    keyword = _opt_str(values, "WXMP_SLOW_KEYWORD")
+    timeout = _number(values, "WXMP_SLOW_WECHAT_TIMEOUT", 0.2, 60)
+    margin = _number(values, "WXMP_SLOW_MARGIN", 0.0, 10)
+    if margin >= timeout:
+        raise ConfigError("WXMP_SLOW_MARGIN", "must be smaller than WXMP_SLOW_WECHAT_TIMEOUT")
+    return {
+        "slow_strategy": slow_strategy("WXMP_SLOW_STRATEGY", values["WXMP_SLOW_STRATEGY"]),
+        "slow_holding_text": holding,
+        "slow_keyword": keyword,
+        "slow_wechat_timeout": timeout,
+        "slow_margin": margin,
+        "slow_attempts": int(_number(values, "WXMP_SLOW_ATTEMPTS", 1, 10)),
+        "slow_lease": _number(values, "WXMP_SLOW_LEASE", 0.2, 600),
+        "slow_result_ttl": int(_number(values, "WXMP_SLOW_RESULT_TTL", 10, 30 * 86400)),
+        "slow_workers": int(_number(values, "WXMP_SLOW_WORKERS", 1, 256)),
+        "session_ttl": int(_number(values, "WXMP_SESSION_TTL", 1, 365 * 86400)),
     }
