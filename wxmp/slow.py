@@ -360,6 +360,11 @@ class SlowRunner:
             # keep renewing the claim meanwhile in case the worker running the job dies.
             self._wait(msg, key, strategy, start + opts.wechat_timeout + opts.margin, ignore_done=True)
             return _SUCCESS
+        # The last expected delivery: answer in time, and let the user's next message get the result.
+        self.store.set(self._name("gave-up", key), 1, opts.result_ttl)
+        done = self.store.get(self._name("done", key))
+        if done is not None:
+            return self._hand_out(key, done)
         return reply_for(msg, TextReply(opts.holding_text), self.clock())
 
     def _claim(self, msg: Message, key: str, strategy: str) -> bool:
@@ -369,7 +374,7 @@ class SlowRunner:
             return False
         if self.store.get(self._name("done", key)) is not None:
             return False  # finished while we looked: nothing to run
-        job = {"message": msg.raw, "key": key, "strategy": strategy}
+        job = {"message": msg.raw, "key": key, "strategy": strategy, "claimed_at": self.clock()}
         self._heartbeat.add(lease, {"owner": self.owner, "at": self.clock()})
         try:
             self.executor.submit(self, job)
@@ -431,16 +436,19 @@ class SlowRunner:
         held = self.store.get(held_name)
         if not isinstance(held, dict) or held.get("key") == message_key(msg):
             return None
+        if self.clock() < held.get("after", 0) and not self.store.get(self._name("gave-up", held["key"])):
+            return None  # WeChat may still retry the earlier message: that retry answers it
         self.store.delete(held_name)
         if not self.store.add(self._name("sent", held["key"]), 1, self.options.result_ttl):
             return None  # a retry answered it after all
         # The stored XML was rendered for the earlier message: same addresses, older CreateTime.
         return str(held["xml"])
 
-    def _hold(self, msg: Message, key: str, xml: str, reason: str) -> None:
-        """Keep a result for the user's next message."""
+    def _hold(self, msg: Message, key: str, xml: str, reason: str, after: float = 0.0) -> None:
+        """Keep a result for the user's next message (one arriving from ``after`` on, or once the
+        last delivery of the message answered the holding text)."""
         name = self._name("held", f"{msg.raw.get('ToUserName', '')}:{msg.from_user_name}")
-        self.store.set(name, {"key": key, "xml": xml}, self.options.result_ttl)
+        self.store.set(name, {"key": key, "xml": xml, "after": after}, self.options.result_ttl)
         if signals.slow_result_held.receivers:
             signals.slow_result_held.send(self.callback.sender, message=msg, reason=reason)
 
@@ -457,7 +465,7 @@ class SlowRunner:
             done = self._execute(msg, key)
             if done.get("ok") and signals.slow_job_finished.receivers:
                 signals.slow_job_finished.send(self.callback.sender, message=msg, ok=True)
-            self._finish(msg, key, strategy, done)
+            self._finish(msg, key, strategy, done, float(job.get("claimed_at") or self.clock()))
         except Exception:  # a pool thread must not swallow it silently
             log.exception("wxmp slow: job for %s from %s failed", "/".join(msg.kinds), msg.from_user_name)
         finally:
@@ -497,7 +505,7 @@ class SlowRunner:
         self.store.set(self._name("done", key), done, self.options.result_ttl)
         return done
 
-    def _finish(self, msg: Message, key: str, strategy: str, done: dict[str, Any]) -> None:
+    def _finish(self, msg: Message, key: str, strategy: str, done: dict[str, Any], claimed_at: float) -> None:
         """After the result is stored: send it, keep it, or leave it to a waiting delivery."""
         if self.store.get(self._name("cs", key)):
             if not done.get("ok"):
@@ -506,7 +514,9 @@ class SlowRunner:
                 self._send(msg, key, done)
         elif done.get("ok") and strategy == "retries":
             # A later retry may still answer it; if none does, the user's next message gets it.
-            self._hold(msg, key, str(done["xml"]), "no delivery answered yet")
+            opts = self.options
+            after = claimed_at + opts.attempts * opts.wechat_timeout + opts.margin
+            self._hold(msg, key, str(done["xml"]), "no delivery answered yet", after)
 
     def _send(self, msg: Message, key: str, done: dict[str, Any]) -> None:
         """Deliver a result through the customer-service API; reported errors keep it for later."""
