@@ -17,6 +17,7 @@ are verified and decrypted first. A refused request raises :class:`CallbackRefus
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import random
 import threading
@@ -288,7 +289,10 @@ class WeChatUser:
             transport = transports[(number - 1) % len(transports)]
             box: list[HttpResult] = []
             thread = threading.Thread(
-                target=self._attempt, args=(transport, xml, box), name="wechat-delivery", daemon=True
+                target=contextvars.copy_context().run,
+                args=(self._attempt, transport, xml, box),
+                name="wechat-delivery",
+                daemon=True,
             )
             began = time.monotonic()
             thread.start()
