@@ -122,6 +122,12 @@
     var head = el("summary", null, "#" + item.id + " " + item.kind + (item.content ? ": " + item.content : "") +
       (x.status ? "  →  HTTP " + x.status : ""));
     box.appendChild(head);
+    (x.attempts || []).forEach(function (a) {
+      // WeChat's delivery rule: each attempt waits `timeout` seconds, then WeChat retries.
+      var what = a.status === null ? "no answer within " + a.timeout + " s: WeChat dropped it" +
+        (a.number < x.attempts.length ? " and retried" : "") : "answered, HTTP " + a.status;
+      box.appendChild(el("div", "label attempt", "delivery attempt " + a.number + ": " + what));
+    });
     box.appendChild(el("div", "label", "in (what WeChat POSTs, decrypted)"));
     box.appendChild(el("pre", "xml xml-in", x.request_xml));
     if (x.request_wire) {

@@ -37,6 +37,7 @@ from .config import Settings
 from .context import _current, current_account
 from .dispatch import Router
 from .refresher import Refresher
+from .session import session_scope
 from .token import Fetcher, TokenManager
 
 if TYPE_CHECKING:
@@ -356,6 +357,9 @@ class Account(GroupAccess, Shortcuts):
                         context=self._handler_scope,
                         sender=self.sender,
                     )
+                    from .slow import SlowRunner
+
+                    self._callback.slow = SlowRunner(self._callback, account=self)  # wxmp.slow
         return self._callback
 
     @contextlib.contextmanager
@@ -363,11 +367,12 @@ class Account(GroupAccess, Shortcuts):
         """Around each handler: this account is current (``msg.account``), plus the adapter's context."""
         token = _current.set(self)
         try:
-            if self.handler_context is None:
-                yield
-            else:
-                with self.handler_context():
+            with session_scope(self):  # msg.session (wxmp.session)
+                if self.handler_context is None:
                     yield
+                else:
+                    with self.handler_context():
+                        yield
         finally:
             _current.reset(token)
 

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 RefresherMode = Literal["thread", "external", "off"]
+SlowStrategy = Literal["auto", "customer_service", "retries"]
+SLOW_STRATEGIES: tuple[str, ...] = ("auto", "customer_service", "retries")
 
 _AES_KEY_RE = re.compile(r"^[A-Za-z0-9]{43}$")
 _APPID_RE = re.compile(r"wx[0-9A-Za-z]{16}")
@@ -50,6 +52,17 @@ DEFAULTS: dict[str, Any] = {
     "WXMP_STATUS_SECRET": None,
     "WXMP_ALLOW_PLAINTEXT": False,
     "WXMP_PUBLIC_URL": None,
+    # -- slow handlers and sessions (wxmp.slow, wxmp.session) --
+    "WXMP_SLOW_STRATEGY": "auto",
+    "WXMP_SLOW_HOLDING_TEXT": "答案还在准备中，请稍后发送任意消息查看。",
+    "WXMP_SLOW_KEYWORD": None,
+    "WXMP_SLOW_WECHAT_TIMEOUT": 5.0,
+    "WXMP_SLOW_MARGIN": 0.5,
+    "WXMP_SLOW_ATTEMPTS": 3,
+    "WXMP_SLOW_LEASE": 4.0,
+    "WXMP_SLOW_RESULT_TTL": 172800,
+    "WXMP_SLOW_WORKERS": 8,
+    "WXMP_SESSION_TTL": 86400,
 }
 
 
@@ -96,6 +109,17 @@ class Settings:
     status_secret: str | None = field(default=None, repr=False)
     allow_plaintext: bool = False
     public_url: str | None = None
+    # -- slow handlers and sessions (see wxmp.slow, wxmp.session) --
+    slow_strategy: SlowStrategy = "auto"
+    slow_holding_text: str = DEFAULTS["WXMP_SLOW_HOLDING_TEXT"]
+    slow_keyword: str | None = None
+    slow_wechat_timeout: float = 5.0
+    slow_margin: float = 0.5
+    slow_attempts: int = 3
+    slow_lease: float = 4.0
+    slow_result_ttl: int = 172800
+    slow_workers: int = 8
+    session_ttl: int = 86400
 
     @property
     def namespace(self) -> str:
@@ -263,6 +287,39 @@ def _validate(values: Mapping[str, Any], development: bool = False) -> dict[str,
         "status_secret": status_secret,
         "allow_plaintext": _flag(values["WXMP_ALLOW_PLAINTEXT"]),
         "public_url": public_url.rstrip("/") if public_url else None,
+        **_validate_slow(values),
+    }
+
+
+def slow_strategy(key: str, value: Any) -> SlowStrategy:
+    """A slow-handler strategy name (``"customer-service"`` is accepted for ``"customer_service"``)."""
+    name = value.strip().lower().replace("-", "_") if isinstance(value, str) else value
+    if name not in SLOW_STRATEGIES:
+        raise ConfigError(key, f"must be one of {', '.join(SLOW_STRATEGIES)}, not {value!r}")
+    return name  # type: ignore[return-value]
+
+
+def _validate_slow(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The slow-handler and session keys (wxmp.slow, wxmp.session)."""
+    holding = values["WXMP_SLOW_HOLDING_TEXT"]
+    if not isinstance(holding, str) or not holding.strip():
+        raise ConfigError("WXMP_SLOW_HOLDING_TEXT", "must be a non-empty text")
+    keyword = _opt_str(values, "WXMP_SLOW_KEYWORD")
+    timeout = _number(values, "WXMP_SLOW_WECHAT_TIMEOUT", 0.2, 60)
+    margin = _number(values, "WXMP_SLOW_MARGIN", 0.0, 10)
+    if margin >= timeout:
+        raise ConfigError("WXMP_SLOW_MARGIN", "must be smaller than WXMP_SLOW_WECHAT_TIMEOUT")
+    return {
+        "slow_strategy": slow_strategy("WXMP_SLOW_STRATEGY", values["WXMP_SLOW_STRATEGY"]),
+        "slow_holding_text": holding,
+        "slow_keyword": keyword,
+        "slow_wechat_timeout": timeout,
+        "slow_margin": margin,
+        "slow_attempts": int(_number(values, "WXMP_SLOW_ATTEMPTS", 1, 10)),
+        "slow_lease": _number(values, "WXMP_SLOW_LEASE", 0.2, 600),
+        "slow_result_ttl": int(_number(values, "WXMP_SLOW_RESULT_TTL", 10, 30 * 86400)),
+        "slow_workers": int(_number(values, "WXMP_SLOW_WORKERS", 1, 256)),
+        "session_ttl": int(_number(values, "WXMP_SESSION_TTL", 1, 365 * 86400)),
     }
 
 
@@ -300,6 +357,25 @@ DOCS: dict[str, str] = {
     "from plaintext mode; logs a warning at start). Off: such pushes are refused.",
     "WXMP_PUBLIC_URL": "The site's public base URL (`https://example.com`), used for OAuth redirect URIs "
     "instead of the request's Host header.",
+    "WXMP_SLOW_STRATEGY": "What a slow handler (`@wx.on(..., slow=True)`) does when it misses "
+    "WeChat's deadline: `auto` (customer service when the account can call that"
+    " API, else retries), `customer_service` or `retries`.",
+    "WXMP_SLOW_HOLDING_TEXT": "The answer to WeChat's last expected delivery when a slow handler's "
+    "result is not ready (strategy `retries`); the result is kept for the "
+    "user's next message.",
+    "WXMP_SLOW_KEYWORD": "Only this text fetches a kept slow result (None: the user's next message, "
+    "whatever it says).",
+    "WXMP_SLOW_WECHAT_TIMEOUT": "How long WeChat waits for an answer per delivery (5 s; tests use a "
+    "shorter one).",
+    "WXMP_SLOW_MARGIN": "A slow handler's result is answered passively if ready this many seconds "
+    "before WeChat's deadline.",
+    "WXMP_SLOW_ATTEMPTS": "How many deliveries WeChat is expected to make for one message (3).",
+    "WXMP_SLOW_LEASE": "Seconds a slow job's claim lasts without renewal: a killed worker's job can "
+    "be rerun after it.",
+    "WXMP_SLOW_RESULT_TTL": "How long slow results (and results kept for the next message) live in "
+    "the shared cache.",
+    "WXMP_SLOW_WORKERS": "Threads of the default in-process pool that runs slow handlers, per process.",
+    "WXMP_SESSION_TTL": "Lifetime of a conversation (`msg.session`) since its last change, in seconds.",
     "WXMP_ACCOUNTS": 'More accounts: `{"shop": {"appid": ..., "token": ...}}`. Each has its own callback '
     "path (default `/wechat/<name>`), handlers and appid-namespaced token, and inherits the other, "
     "non-credential keys.",

@@ -28,11 +28,16 @@ F = TypeVar("F", bound=Handler)
 
 @dataclass(frozen=True)
 class Route:
-    """One registration: the kind (None = any), the combined filter and the handler."""
+    """One registration: the kind (None = any), the combined filter and the handler.
+
+    ``slow`` is None for an ordinary handler, else the strategy of a slow one (see :mod:`wxmp.slow`):
+    ``"default"`` (the account's ``WXMP_SLOW_STRATEGY``), ``"auto"``, ``"customer_service"``, ``"retries"``.
+    """
 
     kind: str | None
     check: _filters.Filter | None
     handler: Handler
+    slow: str | None = None
 
 
 class Router:
@@ -45,6 +50,7 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
         self._table: dict[tuple[str, ...], tuple[Route, ...]] = {}
+        self._has_slow = False
 
     def __repr__(self) -> str:
         return f"<Router {len(self.routes)} handlers>"
@@ -55,13 +61,15 @@ class Router:
         *,
         match: str | re.Pattern[str] | None = None,
         when: Callable[[Message], Any] | None = None,
+        slow: bool | str = False,
         **filters: Any,
     ) -> Callable[[F], F]:
         """Register the decorated function for ``kind`` messages passing every filter.
 
         ``match`` is a regex searched in the text content (``msg.match`` holds the match);
         ``when`` is any filter callable (see :mod:`wxmp.filters`); other keywords compare message
-        attributes (``key=`` is ``event_key``). Returns the function unchanged.
+        attributes (``key=`` is ``event_key``). ``slow=True`` (or a strategy name) marks a handler
+        that may take longer than WeChat's 5 s (see :mod:`wxmp.slow`). Returns the function unchanged.
         """
         if kind is not None and not isinstance(kind, str):
             raise TypeError("kind must be a message type or event name (use @on() for a catch-all)")
@@ -75,11 +83,13 @@ class Router:
         for part in parts:
             check = part if check is None else check & part
         route_kind = kind.lower() if kind is not None else None
+        slow_mode = _slow_mode(slow)
 
         def register(func: F) -> F:
             if not callable(func):
                 raise TypeError("a handler must be callable")
-            self.routes.append(Route(route_kind, check, func))
+            self.routes.append(Route(route_kind, check, func, slow_mode))
+            self._has_slow = self._has_slow or slow_mode is not None
             self._table.clear()
             return func
 
@@ -92,18 +102,30 @@ class Router:
             self._table[kinds] = found
         return found
 
-    def resolve(self, msg: Message) -> tuple[Handler, Message] | None:
-        """The handler for ``msg`` and the message to give it (with ``match`` set), or None."""
+    @property
+    def has_slow(self) -> bool:
+        """True when a slow handler is registered (the callback then asks :mod:`wxmp.slow` first)."""
+        return self._has_slow
+
+    def find(self, msg: Message) -> tuple[Route, Message] | None:
+        """The route for ``msg`` and the message to give its handler (with ``match`` set), or None."""
         for route in self._candidates(msg.kinds):
             check = route.check
             if check is None:
-                return route.handler, msg
+                return route, msg
             result = check(msg)
             if result:
                 if isinstance(result, re.Match):
                     msg = replace(msg, match=result)
-                return route.handler, msg
+                return route, msg
         return None
+
+    def resolve(self, msg: Message) -> tuple[Handler, Message] | None:
+        """The handler for ``msg`` and the message to give it (with ``match`` set), or None."""
+        found = self.find(msg)
+        if found is None:
+            return None
+        return found[0].handler, found[1]
 
     def dispatch(self, msg: Message) -> Any:
         """Run the first matching handler and return what it returned (None if nothing matched)."""
@@ -174,3 +196,13 @@ class Router:
         if func is not None:
             return self.on()(func)
         return self.on(None, **options)
+
+
+def _slow_mode(slow: bool | str) -> str | None:
+    if slow is False or slow is None:
+        return None
+    if slow is True:
+        return "default"
+    from .config import slow_strategy
+
+    return slow_strategy("slow", slow)

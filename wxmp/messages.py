@@ -25,6 +25,7 @@ from .errors import ParseError
 
 if TYPE_CHECKING:
     from .account import Account
+    from .session import Session
 
 __all__ = [
     "ClickEvent",
@@ -172,6 +173,13 @@ class Message:
     def account(self) -> Account | None:
         """The account that received this message (while its handler runs; None elsewhere)."""
         return current_account()
+
+    @property
+    def session(self) -> Session:
+        """The sender's conversation state (while its handler runs; see :mod:`wxmp.session`)."""
+        from .session import current_session
+
+        return current_session(self)
 
     @property
     def openid(self) -> str:

@@ -51,6 +51,7 @@ from .replies import TextReply, reply_for
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .slow import SlowRunner
 
 __all__ = ["Callback", "CallbackMiddleware", "install"]
 
@@ -146,6 +147,8 @@ class Callback:
                 "once the account is in safe mode.",
                 path,
             )
+        #: Runs the slow handlers (wxmp.slow); an Account sets one that can use its API.
+        self.slow: SlowRunner | None = None
 
     def __repr__(self) -> str:
         mode = "aes" if self.crypto else "plaintext"
@@ -270,6 +273,9 @@ class Callback:
 
     def process(self, msg: Message) -> str:
         """Dedup, dispatch and render: the plaintext reply body for ``msg`` ("success" if none)."""
+        # Slow handlers (wxmp.slow) keep their own claim/lease/result records; None: not theirs.
+        if self.router.has_slow and (slow := self._slow_reply(msg)) is not None:
+            return slow
         dedup = self.dedup
         claim = None
         if dedup is not None:
@@ -283,6 +289,13 @@ class Callback:
         if claim is not None and claim.record:
             dedup.record(key, reply)  # type: ignore[union-attr]
         return reply
+
+    def _slow_reply(self, msg: Message) -> str | None:
+        if self.slow is None:
+            from .slow import SlowRunner
+
+            self.slow = SlowRunner(self)
+        return self.slow.process(msg)
 
     def _run(self, msg: Message) -> str:
         try:

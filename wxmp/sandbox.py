@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request, url_for
@@ -125,7 +126,8 @@ class Sandbox:
         self.items: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self._seen = {"custom": 0, "preview": 0, "mass": 0}
-        self._failures = threading.local()  # the handler runs in the thread of act()
+        # The handler runs in a delivery thread started by act(), which copies the context.
+        self._failures: ContextVar[list[Any] | None] = ContextVar("wxmp_sandbox_failures", default=None)
         fake.add_user(openid, nickname="Sandbox user")
         from .testing.fake_api.media import media
 
@@ -264,9 +266,9 @@ class Sandbox:
         exchange: dict[str, Any] = {"request_xml": xml.decode(), "encrypted": user.mode != "plain"}
         reply: Reply | None = None
         failures: list[Any] = []
-        self._failures.caught = failures
+        caught_token = self._failures.set(failures)
         try:
-            result = user.post(xml)
+            result = _deliver(user, xml, settings, exchange)  # WeChat's 5 s rule (wxmp.slow)
             exchange["status"] = result.status
             exchange["response_wire"] = result.text
             if result.status == 200:
@@ -276,12 +278,16 @@ class Sandbox:
                 exchange["response_xml"] = body.decode("utf-8", "replace")
                 reply = parse_reply(body).reply
             else:
-                exchange["error"] = f"the callback answered {result.status}: {result.text[:200]}"
+                exchange["error"] = (
+                    result.text
+                    if result.status == 504
+                    else f"the callback answered {result.status}: {result.text[:200]}"
+                )
         except Exception as exc:  # shown in the page rather than lost in a 500
             log.exception("wxmp sandbox exchange failed")
             exchange["error"] = f"{type(exc).__name__}: {exc}"
         finally:
-            self._failures.caught = None
+            self._failures.reset(caught_token)
         if failures:
             exchange["handler_error"] = failures[0]
         exchange["query"] = wire.get("query", "")
@@ -302,7 +308,7 @@ class Sandbox:
             return [item for item in self.items if item["id"] >= first]
 
     def _handler_failed(self, sender: object, message: Any = None, exception: Any = None, **kw: Any) -> None:
-        caught = getattr(self._failures, "caught", None)
+        caught = self._failures.get()
         if caught is not None:
             what = f"{type(exception).__name__}: {exception}"[:300]
             caught.append(f"The handler raised {what} (traceback in the server log); WeChat got 'success'")
@@ -338,6 +344,26 @@ class Sandbox:
         if isinstance(reply, TransferCustomerServiceReply):
             return {"kind": "note", "content": "(transferred to customer service)"}
         return None
+
+
+def _deliver(user: Any, xml: bytes, settings: Settings, exchange: dict[str, Any]) -> Any:
+    """POST ``xml`` as WeChat would: each attempt waits WeChat's timeout, then WeChat retries.
+
+    The attempts go to ``exchange["attempts"]``; with none answered in time the result is a 504
+    whose text is what WeChat shows the user (see :meth:`WeChatUser.deliver`).
+    """
+    from .testing.user import SERVICE_FAILURE, HttpResult
+
+    timeout = settings.slow_wechat_timeout
+    delivery = user.deliver(xml, timeout=timeout, attempts=settings.slow_attempts)
+    exchange["attempts"] = [
+        {"number": a.number, "status": a.status, "timeout": timeout} for a in delivery.attempts
+    ]
+    answered = delivery.answered
+    if answered is None:
+        note = f"WeChat got no answer within {timeout:g} s on any of {len(delivery.attempts)} attempts"
+        return HttpResult(504, f"{SERVICE_FAILURE} ({note})".encode())
+    return HttpResult(200, answered.body)
 
 
 def _recording(wsgi_app: Any, into: dict[str, Any]) -> Any:

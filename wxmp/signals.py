@@ -11,6 +11,13 @@ sender. Senders check ``receivers`` first, so a signal nobody listens to costs o
 - ``handler_failed``: ``message``, ``exception``.
 - ``signature_refused``: ``reason``, ``remote_addr``.
 - ``duplicate_message``: ``key`` (a WeChat retry answered from the dedup cache).
+- ``slow_job_finished``: ``message``, ``ok`` (a slow handler returned, or raised: see
+  ``handler_failed`` for the exception).
+- ``slow_result_sent``: ``message``, ``messages`` (a slow result went out through the
+  customer-service API, in that many messages).
+- ``customer_service_failed``: ``message``, ``errcode`` (45015, 45047, 48001..., None for a network
+  error), ``errmsg``, ``sent`` (messages sent before it). Never retried; the rest is kept.
+- ``slow_result_held``: ``message``, ``reason`` (a slow result kept for the user's next message).
 """
 
 from __future__ import annotations
@@ -26,3 +33,7 @@ reply_sent = _signals.signal("wxmp.reply-sent")
 handler_failed = _signals.signal("wxmp.handler-failed")
 signature_refused = _signals.signal("wxmp.signature-refused")
 duplicate_message = _signals.signal("wxmp.duplicate-message")
+slow_job_finished = _signals.signal("wxmp.slow-job-finished")
+slow_result_sent = _signals.signal("wxmp.slow-result-sent")
+customer_service_failed = _signals.signal("wxmp.customer-service-failed")
+slow_result_held = _signals.signal("wxmp.slow-result-held")

@@ -52,6 +52,16 @@ ZH: dict[str, str] = {
     "WXMP_ALLOW_PLAINTEXT": "配置了 AES 密钥时仍接受明文推送（仅用于从明文模式迁移期间，启动时会记录警告）。"
     "关闭时这类推送一律拒绝。",
     "WXMP_PUBLIC_URL": "网站对外的根地址（如 `https://example.com`），生成网页授权回调地址时使用，而不是请求里的 Host 头。",
+    "WXMP_SLOW_STRATEGY": "慢处理函数（`@wx.on(..., slow=True)`）赶不上微信 5 秒期限时怎么办：`auto`（能调用客服接口就用客服消息，否则靠重试）、`customer_service` 或 `retries`。",
+    "WXMP_SLOW_HOLDING_TEXT": "`retries` 策略下，微信最后一次推送到来时结果还没好，就回复这段文字；结果留给用户的下一条消息。",
+    "WXMP_SLOW_KEYWORD": "只有发送这段文字才取回留存的结果（None：用户下一条任意消息都会取回）。",
+    "WXMP_SLOW_WECHAT_TIMEOUT": "微信每次推送等待回复的时间（5 秒；测试里可以设短一些）。",
+    "WXMP_SLOW_MARGIN": "在微信期限前这么多秒内结果已就绪，就作为被动回复返回。",
+    "WXMP_SLOW_ATTEMPTS": "微信对一条消息预计推送的次数（3）。",
+    "WXMP_SLOW_LEASE": "慢任务认领的租期（秒），不续期就失效：worker 被杀后任务可以重新执行。",
+    "WXMP_SLOW_RESULT_TTL": "慢任务结果（以及留给下一条消息的结果）在共享缓存里保存多久。",
+    "WXMP_SLOW_WORKERS": "每个进程内默认线程池运行慢处理函数的线程数。",
+    "WXMP_SESSION_TTL": "会话（`msg.session`）自最后一次修改起保存的秒数。",
     "WXMP_ACCOUNTS": '更多公众号：`{"shop": {"appid": ..., "token": ...}}`。每个账号有自己的回调路径'
     "（默认 `/wechat/<名称>`）、处理函数和按 appid 隔开的 token，并继承其他非凭据配置。",
 }

@@ -17,10 +17,12 @@ are verified and decrypted first. A refused request raises :class:`CallbackRefus
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import random
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,7 +30,10 @@ from ..crypto import MessageCrypto, check_signature, signature
 from ..messages import parse_fields
 from ..replies import EmptyReply, ParsedReply, Reply, SuccessReply, cdata, parse_reply
 
-__all__ = ["CallbackRefused", "HttpResult", "WeChatUser"]
+__all__ = ["SERVICE_FAILURE", "Attempt", "CallbackRefused", "Delivery", "HttpResult", "WeChatUser"]
+
+#: What WeChat shows the user when no delivery of a push was answered in time (wechat-api.md §2.3).
+SERVICE_FAILURE = "该公众号提供的服务出现故障，请稍后再试"
 
 Mode = Literal["plain", "compatible", "safe"]
 
@@ -44,6 +49,56 @@ class HttpResult:
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery of a push: ``status`` None when WeChat gave up waiting (``timed_out``)."""
+
+    number: int
+    status: int | None
+    reply: Reply | None = None
+    body: bytes = b""
+
+    @property
+    def timed_out(self) -> bool:
+        return self.status is None
+
+    @property
+    def answered(self) -> bool:
+        """Answered in time with 200 (a reply, ``success`` or an empty body)."""
+        return self.status == 200
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How WeChat fared delivering one push: its attempts and what the user finally sees."""
+
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def answered(self) -> Attempt | None:
+        """The attempt that was answered in time (None: none was)."""
+        return next((a for a in self.attempts if a.answered), None)
+
+    @property
+    def failed(self) -> bool:
+        """True when no attempt was answered in time: the user sees :data:`SERVICE_FAILURE`."""
+        return self.answered is None
+
+    @property
+    def reply(self) -> Reply | None:
+        """The passive reply shown to the user (None for ``success``/empty, or when it failed)."""
+        answered = self.answered
+        return answered.reply if answered is not None else None
+
+    @property
+    def shown(self) -> str | None:
+        """The text the user sees: the text reply, the service-failure notice, or None."""
+        if self.failed:
+            return SERVICE_FAILURE
+        content = getattr(self.reply, "content", None)
+        return content if isinstance(content, str) else None
 
 
 class CallbackRefused(AssertionError):
@@ -181,6 +236,11 @@ class WeChatUser:
         """Sign (and encrypt, in compatible/safe mode) a message body and POST it."""
         if isinstance(xml, str):
             xml = xml.encode()
+        params, xml = self._prepare(xml, encrypt)
+        return self.request("POST", params, xml)
+
+    def _prepare(self, xml: bytes, encrypt: bool | None) -> tuple[dict[str, str], bytes]:
+        """The signed query and the body (encrypted as the mode wants) of one push."""
         params = self._signed()
         if encrypt is None:
             encrypt = self.mode != "plain"
@@ -200,7 +260,73 @@ class WeChatUser:
                     f"<xml><ToUserName>{cdata(self.account)}</ToUserName>"
                     f"<Encrypt>{cdata(encrypted)}</Encrypt></xml>"
                 ).encode()
-        return self.request("POST", params, xml)
+        return params, xml
+
+    def deliver(
+        self,
+        xml: bytes | str,
+        *,
+        timeout: float = 5.0,
+        attempts: int = 3,
+        targets: Sequence[Any] | None = None,
+    ) -> Delivery:
+        """Deliver ``xml`` the way WeChat does: wait ``timeout`` s for each attempt, retry, give up.
+
+        WeChat waits 5 s, then drops the connection and pushes the same message again, about
+        ``attempts`` times in all; an answer after the timeout is lost. The answered attempt's reply
+        is what the user sees; with none answered, the user sees :data:`SERVICE_FAILURE`. Each
+        attempt is signed afresh. ``targets`` (URLs or apps) receive the attempts in turn, as a
+        load balancer would spread them over workers. The timeout is real time, so tests use a
+        short one together with the same value in ``WXMP_SLOW_WECHAT_TIMEOUT``.
+        """
+        if isinstance(xml, str):
+            xml = xml.encode()
+        transports = [self._transport]
+        if targets:
+            transports = [_Transport(t, self._transport.timeout) for t in targets]
+        done: list[Attempt] = []
+        for number in range(1, attempts + 1):
+            transport = transports[(number - 1) % len(transports)]
+            box: list[HttpResult] = []
+            thread = threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(self._attempt, transport, xml, box),
+                name="wechat-delivery",
+                daemon=True,
+            )
+            began = time.monotonic()
+            thread.start()
+            thread.join(timeout)
+            if not box:
+                done.append(Attempt(number, None))  # WeChat drops the connection and retries
+                continue
+            result = box[0]
+            reply = None
+            if result.status == 200:
+                body = result.body
+                if body.startswith(b"<xml><Encrypt>"):
+                    body = self._decrypt_reply(body)
+                parsed = parse_reply(body)
+                self.last_reply = parsed
+                if not isinstance(parsed.reply, (SuccessReply, EmptyReply)):
+                    reply = parsed.reply
+                done.append(Attempt(number, 200, reply, result.body))
+                break
+            done.append(Attempt(number, result.status, None, result.body))
+            # An error answer is no answer: WeChat retries on its own schedule, not sooner.
+            time.sleep(max(0.0, timeout - (time.monotonic() - began)))
+        return Delivery(tuple(done))
+
+    def _attempt(self, transport: _Transport, xml: bytes, box: list[HttpResult]) -> None:
+        params, body = self._prepare(xml, None)
+        try:
+            box.append(transport.request("POST", self.path, params, body))
+        except Exception as exc:  # a broken connection counts as no answer, as for WeChat
+            box.append(HttpResult(599, str(exc).encode()))
+
+    def deliver_text(self, content: str, *, msg_id: int | None = None, **options: Any) -> Delivery:
+        """:meth:`deliver` a text message (same MsgId on every attempt)."""
+        return self.deliver(self.message_xml("text", {"Content": content}, msg_id=msg_id), **options)
 
     def verify(self, echostr: str = "wxmp-echo") -> str:
         """The GET handshake WeChat makes when the server URL is saved; returns the echoed text."""
