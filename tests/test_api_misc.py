@@ -64,6 +64,8 @@ def test_get_quota(wx: Any, fake_wechat: FakeWeChat) -> None:
         wx.message.send_text("oA", "hi")
     quota = wx.misc.get_quota("/cgi-bin/message/custom/send")
     assert quota["used"] == 3 and quota["remain"] == quota["daily_limit"] - 3
+    assert set(quota["rate_limit"]) == {"call_count", "refresh_second"}
+    assert set(quota["component_rate_limit"]) == {"call_count", "refresh_second"}
     (call,) = fake_wechat.calls("/cgi-bin/openapi/quota/get")
     assert call.json == {"cgi_path": "/cgi-bin/message/custom/send"}
     assert wx.misc.get_quota("/cgi-bin/token")["daily_limit"] == fake_wechat.daily_quota

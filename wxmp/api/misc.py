@@ -29,9 +29,15 @@ class MiscAPI(ApiGroup):
         return self.client.post("/cgi-bin/clear_quota", {"appid": appid})
 
     def get_quota(self, cgi_path: str) -> dict[str, Any]:
-        """``{daily_limit, used, remain}`` of one API (e.g. ``/cgi-bin/message/custom/send``).
+        """The daily quota and rate limits of one API (e.g. ``/cgi-bin/message/custom/send``).
 
-        ``POST /cgi-bin/openapi/quota/get``; returns its ``quota`` object.
+        ``POST /cgi-bin/openapi/quota/get``. Returns ``{daily_limit, used, remain, rate_limit,
+        component_rate_limit}``: the ``quota`` object's fields at the top, and the two rate limits
+        (``{call_count, refresh_second}``: calls allowed per that many seconds, for the account and
+        for third-party platforms calling on its behalf) as WeChat sends them (``{}`` when absent).
         """
         result = self.client.post("/cgi-bin/openapi/quota/get", {"cgi_path": cgi_path})
-        return dict(result.get("quota", {}))
+        quota = dict(result.get("quota", {}))
+        quota["rate_limit"] = dict(result.get("rate_limit") or {})
+        quota["component_rate_limit"] = dict(result.get("component_rate_limit") or {})
+        return quota

@@ -3,7 +3,9 @@
 Jobs are kept in ``fake.state["mass_jobs"]`` (msg_id -> the body and its status). Rules: unknown
 msgtype -> 40008; a missing payload field -> 40035; ``send`` with fewer than 2 or more than
 10,000 openids -> 40130; unknown openid -> 40003; sendall without is_to_all or a known tag ->
-40035 / 45159; a clientmsgid over 64 bytes -> 45067, reused -> 45065 (with the earlier msg_id);
+40035 / 45159; a clientmsgid over 64 bytes -> 45067, reused within a minute (of ``fake.clock``)
+-> 45066, later -> 45065 (with the earlier msg_id); images need a non-empty ``images.media_ids`` (or the older
+``image.media_id``);
 preview without touser/towxname -> 40035; unknown msg_id -> 40035.
 """
 
@@ -26,6 +28,10 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: A clientmsgid retried sooner than this after its job answers 45066 (later: 45065 and the job's id).
+RETRY_INTERVAL = 60.0
+
+
 def mass_jobs(fake: FakeWeChat) -> dict[int, dict[str, Any]]:
     """Submitted jobs: msg_id -> {"body", "status", "endpoint"}."""
     return state(fake, "mass_jobs", dict)
@@ -34,12 +40,21 @@ def mass_jobs(fake: FakeWeChat) -> dict[int, dict[str, Any]]:
 def _message(req: FakeRequest) -> dict[str, Any]:
     data = req.json
     req.require(data, "msgtype")
+    if data["msgtype"] == "image" and "images" in data:
+        # The current form: {"images": {"media_ids": [...], "recommend", "need_open_comment",
+        # "only_fans_can_comment"}}; the older {"image": {"media_id"}} is checked below.
+        images = data["images"]
+        ids = images.get("media_ids") if isinstance(images, dict) else None
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+            raise WeChatFault(40035, "invalid args, images.media_ids")
+        return data
     message_payload(req, data, _FIELDS)
     return data
 
 
 def _submit(fake: FakeWeChat, data: dict[str, Any], where: str) -> dict[str, Any]:
     clientmsgid = data.get("clientmsgid")
+    now = fake.clock()
     with LOCK:
         jobs = mass_jobs(fake)
         if clientmsgid is not None:
@@ -47,9 +62,11 @@ def _submit(fake: FakeWeChat, data: dict[str, Any], where: str) -> dict[str, Any
                 raise WeChatFault(45067, "clientmsgid size out of limit")
             for msg_id, job in jobs.items():
                 if job["body"].get("clientmsgid") == clientmsgid:
-                    return {"errcode": 45065, "errmsg": "clientmsgid exist", "msg_id": msg_id}
+                    if now - job["at"] < RETRY_INTERVAL:
+                        raise WeChatFault(45066, "same clientmsgid retry too fast")
+                    raise WeChatFault(45065, "clientmsgid exist", msg_id=msg_id)
         msg_id = next_id(fake, "mass", 1_000_000_001)
-        jobs[msg_id] = {"body": data, "status": "SEND_SUCCESS", "endpoint": where}
+        jobs[msg_id] = {"body": data, "status": "SEND_SUCCESS", "endpoint": where, "at": now}
     result: dict[str, Any] = {"errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id}
     if data["msgtype"] == "mpnews":
         result["msg_data_id"] = msg_id + 1_000_000_000
