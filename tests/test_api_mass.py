@@ -11,6 +11,7 @@ from wxmp import ApiError, DuplicateClientMsgIdError, InvalidOpenIDError, RetryT
 from wxmp.testing import FakeWeChat
 from wxmp.testing.clock import FakeClock
 from wxmp.testing.fake_api.mass import mass_jobs
+from wxmp.testing.fake_api.publish import drafts
 from wxmp.testing.fake_api.user import add_followers
 
 SENDALL = "/cgi-bin/message/mass/sendall"
@@ -39,6 +40,7 @@ def test_send_text_to_everyone(wx: Any, fake_wechat: FakeWeChat) -> None:
 
 def test_send_to_a_tag(wx: Any, fake_wechat: FakeWeChat) -> None:
     tag_id = wx.tag.create("VIP")["tag"]["id"]
+    drafts(fake_wechat)["NEWS1"] = {"news_item": [], "update_time": 0}  # a draft's media_id
     result = wx.mass.send_mpnews("NEWS1", tag_id=tag_id, send_ignore_reprint=True, clientmsgid="job-1")
     assert "msg_data_id" in result
     assert fake_wechat.calls(SENDALL)[0].json == {
@@ -129,6 +131,7 @@ def test_unknown_openid_and_unknown_tag(wx: Any, fake_wechat: FakeWeChat) -> Non
 
 def test_preview_delete_status(wx: Any, fake_wechat: FakeWeChat) -> None:
     fake_wechat.add_user("oADMIN")
+    drafts(fake_wechat)["NEWS1"] = {"news_item": [], "update_time": 0}
     wx.mass.preview("oADMIN", text="预览")
     wx.mass.preview(wxname="admin_wechat_id", mpnews="NEWS1")
     calls = fake_wechat.calls("/cgi-bin/message/mass/preview")

@@ -18,6 +18,8 @@ from .refresher import Refresher
 from .token import Fetcher, TokenManager
 
 if TYPE_CHECKING:
+    from .api.draft import DraftAPI
+    from .api.freepublish import FreePublishAPI
     from .api.jssdk import JSSDKAPI
     from .api.mass import MassAPI
     from .api.media import MediaAPI
@@ -49,6 +51,8 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "jssdk": ("wxmp.api.jssdk", "JSSDKAPI"),
     "oauth": ("wxmp.api.oauth", "OAuthAPI"),
     "misc": ("wxmp.api.misc", "MiscAPI"),
+    "draft": ("wxmp.api.draft", "DraftAPI"),
+    "freepublish": ("wxmp.api.freepublish", "FreePublishAPI"),
 }
 
 
@@ -305,6 +309,14 @@ class WxMP:
     @property
     def misc(self) -> MiscAPI:
         return self.state().group("misc")
+
+    @property
+    def draft(self) -> DraftAPI:
+        return self.state().group("draft")
+
+    @property
+    def freepublish(self) -> FreePublishAPI:
+        return self.state().group("freepublish")
 
     def get_callback_ip(self) -> list[str]:
         """The IPs WeChat pushes callbacks from: ``GET /cgi-bin/getcallbackip``."""

@@ -23,6 +23,7 @@ from lxml import etree
 from .errors import ParseError
 
 __all__ = [
+    "AnnualRenewEvent",
     "ClickEvent",
     "Event",
     "ImageMessage",
@@ -35,10 +36,14 @@ __all__ = [
     "LocationSelectEvent",
     "MassSendJobFinishEvent",
     "Message",
+    "NamingVerifyFailEvent",
+    "NamingVerifySuccessEvent",
     "PicPhotoOrAlbumEvent",
     "PicSysPhotoEvent",
     "PicWeixinEvent",
     "PublishJobFinishEvent",
+    "QualificationVerifyFailEvent",
+    "QualificationVerifySuccessEvent",
     "ScanCodePushEvent",
     "ScanCodeWaitMsgEvent",
     "ScanEvent",
@@ -50,6 +55,7 @@ __all__ = [
     "TemplateSendJobFinishEvent",
     "TextMessage",
     "UnsubscribeEvent",
+    "VerifyExpiredEvent",
     "VideoMessage",
     "ViewEvent",
     "ViewMiniProgramEvent",
@@ -436,11 +442,22 @@ class SubscribeMsgSentEvent(_SubscribeMsgEvent):
 
 
 class PublishJobFinishEvent(Event):
-    """Free-publish result: ``publish_id``, ``publish_status`` (0 = success), ``article_id``."""
+    """A ``wx.freepublish.submit`` job ended: ``publish_id``, ``publish_status``, ``article_id``...
+
+    ``publish_status``: 0 published, 2 refused by the originality check, 3 failed, 4 refused by the
+    platform's review, 5/6 deleted/banned after publishing (wxmp.api.freepublish.PUBLISH_STATUS);
+    ``fail_idx`` lists the articles (from 1) that failed (developers.weixin.qq.com/doc/offiaccount/
+    Publish/Callback_on_finish.html).
+    """
 
     publish_id = _Nested("PublishEventInfo", "publish_id", _text)
     publish_status = _Nested("PublishEventInfo", "publish_status", _int)
     article_id = _Nested("PublishEventInfo", "article_id", _text)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the articles were published (status 0)."""
+        return self.publish_status == 0 and bool(self.article_id)
 
     @property
     def article_urls(self) -> list[str]:
@@ -449,6 +466,43 @@ class PublishJobFinishEvent(Event):
         detail = info.get("article_detail") if isinstance(info, dict) else None
         items = detail.get("item") if isinstance(detail, dict) else None
         return [_text(i.get("article_url")) for i in _as_list(items) if isinstance(i, dict)]
+
+    @property
+    def fail_idx(self) -> list[int]:
+        """Positions (from 1) of the articles that failed, when the job did not publish."""
+        info = self.raw.get("PublishEventInfo")
+        values = info.get("fail_idx") if isinstance(info, dict) else None
+        return [n for n in (_opt_int(v) for v in _as_list(values)) if n is not None]
+
+
+class _VerifyEvent(Event):
+    expired_time = _Field("ExpiredTime", _opt_int)
+    fail_time = _Field("FailTime", _opt_int)
+    fail_reason = _Field("FailReason", _text)
+
+
+class QualificationVerifySuccessEvent(_VerifyEvent):
+    """The account's qualification verification (资质认证) passed: ``expired_time`` (Unix time)."""
+
+
+class QualificationVerifyFailEvent(_VerifyEvent):
+    """Qualification verification failed: ``fail_time`` and ``fail_reason``."""
+
+
+class NamingVerifySuccessEvent(_VerifyEvent):
+    """Name verification (名称认证) passed: ``expired_time``."""
+
+
+class NamingVerifyFailEvent(_VerifyEvent):
+    """Name verification failed (the qualification stays): ``fail_time`` and ``fail_reason``."""
+
+
+class AnnualRenewEvent(_VerifyEvent):
+    """The yearly re-verification is due: ``expired_time`` is when the verification lapses."""
+
+
+class VerifyExpiredEvent(_VerifyEvent):
+    """The verification lapsed: ``expired_time``; verified-only APIs stop working."""
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
@@ -485,6 +539,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "subscribe_msg_change_event": SubscribeMsgChangeEvent,
     "subscribe_msg_sent_event": SubscribeMsgSentEvent,
     "publishjobfinish": PublishJobFinishEvent,
+    "qualification_verify_success": QualificationVerifySuccessEvent,
+    "qualification_verify_fail": QualificationVerifyFailEvent,
+    "naming_verify_success": NamingVerifySuccessEvent,
+    "naming_verify_fail": NamingVerifyFailEvent,
+    "annual_renew": AnnualRenewEvent,
+    "verify_expired": VerifyExpiredEvent,
 }
 
 
@@ -506,11 +566,21 @@ def _element(el: Any) -> dict[str, Any]:
     return out
 
 
+#: Fields that name or identify a push: whitespace around their value is layout, not data. WeChat's
+#: own card-event samples write ``<MsgType> <![CDATA[event]]> </MsgType>``; user text (Content,
+#: Label...) keeps its spaces.
+HEADER_FIELDS = frozenset(
+    {"ToUserName", "FromUserName", "CreateTime", "MsgType", "Event", "MsgId", "MsgID", "MsgDataId", "Idx"}
+)
+
+
 def parse_fields(body: bytes | str) -> dict[str, Any]:
     """Parse callback XML into a dict of its fields with the hardened parser.
 
-    Raises :class:`~wxmp.errors.ParseError` for malformed XML and for any document with a DOCTYPE
-    (entity tricks such as XXE and billion laughs need one).
+    Whitespace around the value of a :data:`HEADER_FIELDS` element is dropped, so a padded
+    ``<MsgType> <![CDATA[event]]> </MsgType>`` reads as ``event``. Raises
+    :class:`~wxmp.errors.ParseError` for malformed XML and for any document with a DOCTYPE (entity
+    tricks such as XXE and billion laughs need one).
     """
     if isinstance(body, str):
         body = body.encode()
@@ -523,7 +593,12 @@ def parse_fields(body: bytes | str) -> dict[str, Any]:
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise ParseError("DOCTYPE refused")
-    return _element(root)
+    fields = _element(root)
+    for name in HEADER_FIELDS.intersection(fields):
+        value = fields[name]
+        if isinstance(value, str):
+            fields[name] = value.strip()
+    return fields
 
 
 def from_dict(raw: dict[str, Any]) -> Message:

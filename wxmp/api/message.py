@@ -111,7 +111,7 @@ class MessageAPI(ApiGroup):
     def send_mpnewsarticle(
         self, openid: str, article_id: str, *, kf_account: str | None = None
     ) -> dict[str, Any]:
-        """A published article (``article_id`` from ``wx.publish``): ``POST /cgi-bin/message/custom/send``
+        """A published article (``article_id`` from ``wx.freepublish``): ``POST /cgi-bin/message/custom/send``
         with msgtype ``mpnewsarticle``.
         """
         return self.send(openid, "mpnewsarticle", {"article_id": article_id}, kf_account=kf_account)

@@ -5,7 +5,7 @@ msgtype -> 40008; a missing payload field -> 40035; ``send`` with fewer than 2 o
 10,000 openids -> 40130; unknown openid -> 40003; sendall without is_to_all or a known tag ->
 40035 / 45159; a clientmsgid over 64 bytes -> 45067, reused within a minute (of ``fake.clock``)
 -> 45066, later -> 45065 (with the earlier msg_id); images need a non-empty ``images.media_ids`` (or the older
-``image.media_id``);
+``image.media_id``); ``mpnews`` takes a draft's media_id (40007 otherwise);
 preview without touser/towxname -> 40035; unknown msg_id -> 40035.
 """
 
@@ -37,7 +37,7 @@ def mass_jobs(fake: FakeWeChat) -> dict[int, dict[str, Any]]:
     return state(fake, "mass_jobs", dict)
 
 
-def _message(req: FakeRequest) -> dict[str, Any]:
+def _message(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     data = req.json
     req.require(data, "msgtype")
     if data["msgtype"] == "image" and "images" in data:
@@ -48,7 +48,12 @@ def _message(req: FakeRequest) -> dict[str, Any]:
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
             raise WeChatFault(40035, "invalid args, images.media_ids")
         return data
-    message_payload(req, data, _FIELDS)
+    payload = message_payload(req, data, _FIELDS)
+    if data["msgtype"] == "mpnews":
+        from .publish import drafts
+
+        if payload["media_id"] not in drafts(fake):  # an article is mass-sent from a draft
+            raise WeChatFault(40007, "invalid media_id")
     return data
 
 
@@ -75,7 +80,7 @@ def _submit(fake: FakeWeChat, data: dict[str, Any], where: str) -> dict[str, Any
 
 @endpoint("POST", "/cgi-bin/message/mass/sendall")
 def _sendall(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
-    data = _message(req)
+    data = _message(fake, req)
     rule = data.get("filter")
     if not isinstance(rule, dict):
         raise WeChatFault(40035, "invalid args, missing filter")
@@ -91,7 +96,7 @@ def _sendall(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
 
 @endpoint("POST", "/cgi-bin/message/mass/send")
 def _send(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
-    data = _message(req)
+    data = _message(fake, req)
     touser = data.get("touser")
     if not isinstance(touser, list) or not 2 <= len(touser) <= 10_000:
         raise WeChatFault(40130, "invalid openid list size, at least two openid")
@@ -102,7 +107,7 @@ def _send(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
 
 @endpoint("POST", "/cgi-bin/message/mass/preview")
 def _preview(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
-    data = _message(req)
+    data = _message(fake, req)
     if data.get("touser"):
         follower(fake, data["touser"])
     elif not data.get("towxname"):

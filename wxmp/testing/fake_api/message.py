@@ -113,6 +113,11 @@ def _send(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     payload = message_payload(req, data, _FIELDS)
     if msgtype == "news" and len(payload["articles"]) > 1:
         raise WeChatFault(45008, "article size out of limit")
+    if msgtype == "mpnewsarticle":
+        from .publish import published_article
+
+        if published_article(fake, payload["article_id"]) is None:
+            raise WeChatFault(40007, "invalid article_id")
     _reachable(fake, data["touser"])
     _consume(fake, data["touser"])
     with LOCK:
