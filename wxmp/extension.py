@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .api.menu import MenuAPI
     from .api.message import MessageAPI
     from .api.misc import MiscAPI
+    from .api.notice import NoticeAPI
     from .api.oauth import OAuthAPI
     from .api.qrcode import QRCodeAPI
     from .api.tag import TagAPI
@@ -53,6 +54,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "misc": ("wxmp.api.misc", "MiscAPI"),
     "draft": ("wxmp.api.draft", "DraftAPI"),
     "freepublish": ("wxmp.api.freepublish", "FreePublishAPI"),
+    "notice": ("wxmp.api.notice", "NoticeAPI"),
 }
 
 
@@ -317,6 +319,10 @@ class WxMP:
     @property
     def freepublish(self) -> FreePublishAPI:
         return self.state().group("freepublish")
+
+    @property
+    def notice(self) -> NoticeAPI:
+        return self.state().group("notice")
 
     def get_callback_ip(self) -> list[str]:
         """The IPs WeChat pushes callbacks from: ``GET /cgi-bin/getcallbackip``."""
