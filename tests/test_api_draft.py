@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import flask
 import pytest
 
-from wxmp import ApiError, PublishUnauthorizedError, UnauthorizedApiError, WxMP
+from wxmp import ApiError, PublishUnauthorizedError, UnauthorizedApiError
 from wxmp.api.draft import article
 from wxmp.messages import PublishJobFinishEvent
 from wxmp.testing import FakeWeChat, WeChatUser
@@ -188,13 +187,8 @@ def test_mass_mpnews_takes_a_draft(wx: Any, fake_wechat: FakeWeChat, cover: str)
     assert info.value.errcode == 40007
 
 
-def test_publishjobfinish_event_reaches_a_handler(fake_wechat: FakeWeChat, tmp_path: Any) -> None:
-    app = flask.Flask("events", instance_path=str(tmp_path / "inst"))
-    app.config.update(
-        WXMP_APPID=fake_wechat.appid, WXMP_SECRET=fake_wechat.secret, WXMP_API_BASE=fake_wechat.url
-    )
-    app.config.update(WXMP_TOKEN="tok", WXMP_CACHE="simple", WXMP_REFRESHER=False)
-    wx = WxMP(app)
+def test_publishjobfinish_event_reaches_a_handler(fake_wechat: FakeWeChat, make_app: Any) -> None:
+    app, wx = make_app(fake_wechat, TOKEN="tok", REFRESHER=False)
     seen: list[PublishJobFinishEvent] = []
 
     @wx.on("publishjobfinish")
@@ -208,4 +202,3 @@ def test_publishjobfinish_event_reaches_a_handler(fake_wechat: FakeWeChat, tmp_p
     (event,) = seen
     assert type(event) is PublishJobFinishEvent and event.ok and event.publish_id == publish_id
     assert event.article_urls == [a["url"] for a in wx.freepublish.get_article(event.article_id)]
-    wx.stop()

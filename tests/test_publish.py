@@ -17,7 +17,6 @@ from click.testing import Result
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from wxmp import WxMP
 from wxmp.messages import PublishJobFinishEvent
 from wxmp.publish import CACHE_NAME, STYLES, Publisher, PublishError, read_article, render
 from wxmp.testing import FakeWeChat, WeChatUser
@@ -156,14 +155,9 @@ def test_publish_creates_a_draft_once_and_uploads_each_image_once(
 
 
 def test_submit_waits_for_the_verdict_and_the_event_agrees(
-    fake_wechat: FakeWeChat, tmp_path: Path, article: Path
+    fake_wechat: FakeWeChat, make_app: Any, article: Path
 ) -> None:
-    app = flask.Flask("pub", instance_path=str(tmp_path / "inst"))
-    app.config.update(
-        WXMP_APPID=fake_wechat.appid, WXMP_SECRET=fake_wechat.secret, WXMP_API_BASE=fake_wechat.url
-    )
-    app.config.update(WXMP_TOKEN="tok", WXMP_CACHE="simple", WXMP_REFRESHER=False)
-    wx = WxMP(app)
+    app, wx = make_app(fake_wechat, TOKEN="tok", REFRESHER=False)
     events: list[PublishJobFinishEvent] = []
     wx.on("publishjobfinish")(events.append)
 
@@ -179,7 +173,6 @@ def test_submit_waits_for_the_verdict_and_the_event_agrees(
     WeChatUser(app, token="tok").send_raw(publish_event_xml(fake_wechat, str(result.publish_id)))
     (event,) = events
     assert event.ok and event.article_id == result.article_id and event.article_urls == result.urls
-    wx.stop()
 
 
 def test_submit_and_preview_from_the_cli(app: flask.Flask, fake_wechat: FakeWeChat, article: Path) -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .api.draft import DraftAPI
     from .api.freepublish import FreePublishAPI
     from .api.jssdk import JSSDKAPI
+    from .api.kf import KfAPI
     from .api.mass import MassAPI
     from .api.media import MediaAPI
     from .api.menu import MenuAPI
@@ -55,6 +56,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "draft": ("wxmp.api.draft", "DraftAPI"),
     "freepublish": ("wxmp.api.freepublish", "FreePublishAPI"),
     "notice": ("wxmp.api.notice", "NoticeAPI"),
+    "kf": ("wxmp.api.kf", "KfAPI"),
 }
 
 
@@ -323,6 +325,10 @@ class WxMP:
     @property
     def notice(self) -> NoticeAPI:
         return self.state().group("notice")
+
+    @property
+    def kf(self) -> KfAPI:
+        return self.state().group("kf")
 
     def get_callback_ip(self) -> list[str]:
         """The IPs WeChat pushes callbacks from: ``GET /cgi-bin/getcallbackip``."""
