@@ -435,3 +435,20 @@ def publish_command(article: Path, cover: str | None, submit: bool, preview_open
         click.echo(f"published: article_id {result.article_id}")
         for url in result.urls:
             click.echo(f"  {url}")
+
+
+@wxmp_cli.command("doctor")
+def doctor_command() -> None:
+    """Check the credentials, IP whitelist, quotas and callback URL; one PASS/FAIL line each."""
+    from .doctor import diagnose
+
+    checks = diagnose(_wx())
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        click.echo(f"{check.status.upper():4}  {check.name:{width}}  {check.detail}")
+        if check.hint:
+            click.echo(f"{'':4}  {'':{width}}  hint: {check.hint}")
+    failed = sum(1 for c in checks if not c.ok)
+    click.echo(f"{failed} problem(s) found" if failed else "all checks passed")
+    if failed:
+        sys.exit(1)

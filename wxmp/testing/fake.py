@@ -190,6 +190,10 @@ class FakeWeChat:
         self.quota_used: Counter[str] = Counter()
         #: Daily limits per API path (:meth:`set_quota`); paths not here are unlimited.
         self.api_limits: dict[str, int] = {}
+        #: The API IP whitelist (None: none configured) and the IP the fake believes callers have
+        #: (everything arrives from 127.0.0.1 on loopback): see :meth:`set_ip_whitelist`.
+        self.ip_whitelist: set[str] | None = None
+        self.caller_ip = "127.0.0.1"
         #: rid -> what ``openapi/rid/get`` reports about the failed request (the newest 1000).
         self.rids: OrderedDict[str, dict[str, Any]] = OrderedDict()
         #: Tokens issued, by kind ("classic", "stable").
@@ -258,6 +262,16 @@ class FakeWeChat:
         """Give ``path`` a daily limit: calls beyond it answer 45009 until a quota clear."""
         with self._lock:
             self.api_limits[path] = daily_limit
+
+    def set_ip_whitelist(self, ips: list[str] | None, caller_ip: str | None = None) -> None:
+        """Configure the account's API IP whitelist; calls from an IP not on it answer 40164.
+
+        ``caller_ip`` is the address WeChat would see (the server's egress IP); default 127.0.0.1.
+        """
+        with self._lock:
+            self.ip_whitelist = set(ips) if ips is not None else None
+            if caller_ip is not None:
+                self.caller_ip = caller_ip
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -451,6 +465,9 @@ class FakeWeChat:
         form = {k: v for k, v in request.form.items()} if request.form else {}
         req = FakeRequest(request.method, request.path, args, body, files, form, args.get("access_token"))
         try:
+            if self.ip_whitelist is not None and self.caller_ip not in self.ip_whitelist:
+                ip = self.caller_ip
+                raise WeChatFault(40164, f"invalid ip {ip} ipv6 ::ffff:{ip}, not in whitelist")
             if ep.auth:
                 self.check_token(req.token)
                 self._count_call(request.path)

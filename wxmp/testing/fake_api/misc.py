@@ -135,7 +135,7 @@ def _rid(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
 
 
 def short_keys(fake: FakeWeChat) -> dict[str, dict[str, Any]]:
-    """shorten/gen's keys: short_key -> {"long_data", "create_time", "expire_seconds"}."""
+    """shorten/gen's keys: short_key -> {"long_data", "create_time", "expire_seconds", "at"}."""
     return state(fake, "short_keys", dict)
 
 
@@ -155,6 +155,7 @@ def _shorten_gen(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
             "long_data": long_data,
             "create_time": int(fake.clock()),
             "expire_seconds": expire,
+            "at": fake.clock(),
         }
     return {"errcode": 0, "errmsg": "ok", "short_key": key}
 
@@ -164,10 +165,16 @@ def _shorten_fetch(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     data = req.json
     req.require(data, "short_key")
     item = short_keys(fake).get(str(data["short_key"]))
-    if item is None or fake.clock() >= item["create_time"] + item["expire_seconds"]:
+    if item is None or fake.clock() >= item["at"] + item["expire_seconds"]:
         raise WeChatFault(40035, "invalid args, short_key")
-    left = int(item["create_time"] + item["expire_seconds"] - fake.clock())
-    return {"errcode": 0, "errmsg": "ok", **item, "expire_seconds": left}
+    left = round(item["at"] + item["expire_seconds"] - fake.clock())
+    return {
+        "errcode": 0,
+        "errmsg": "ok",
+        "long_data": item["long_data"],
+        "create_time": item["create_time"],
+        "expire_seconds": left,
+    }
 
 
 def _probe(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
