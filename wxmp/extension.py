@@ -18,6 +18,7 @@ from .refresher import Refresher
 from .token import Fetcher, TokenManager
 
 if TYPE_CHECKING:
+    from .api.datacube import DatacubeAPI
     from .api.draft import DraftAPI
     from .api.freepublish import FreePublishAPI
     from .api.jssdk import JSSDKAPI
@@ -57,6 +58,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "freepublish": ("wxmp.api.freepublish", "FreePublishAPI"),
     "notice": ("wxmp.api.notice", "NoticeAPI"),
     "kf": ("wxmp.api.kf", "KfAPI"),
+    "datacube": ("wxmp.api.datacube", "DatacubeAPI"),
 }
 
 
@@ -329,6 +331,10 @@ class WxMP:
     @property
     def kf(self) -> KfAPI:
         return self.state().group("kf")
+
+    @property
+    def datacube(self) -> DatacubeAPI:
+        return self.state().group("datacube")
 
     def get_callback_ip(self) -> list[str]:
         """The IPs WeChat pushes callbacks from: ``GET /cgi-bin/getcallbackip``."""
