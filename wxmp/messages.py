@@ -577,10 +577,8 @@ HEADER_FIELDS = frozenset(
 def parse_fields(body: bytes | str) -> dict[str, Any]:
     """Parse callback XML into a dict of its fields with the hardened parser.
 
-    Whitespace around the value of a :data:`HEADER_FIELDS` element is dropped, so a padded
-    ``<MsgType> <![CDATA[event]]> </MsgType>`` reads as ``event``. Raises
-    :class:`~wxmp.errors.ParseError` for malformed XML and for any document with a DOCTYPE (entity
-    tricks such as XXE and billion laughs need one).
+    Raises :class:`~wxmp.errors.ParseError` for malformed XML and for any document with a DOCTYPE
+    (entity tricks such as XXE and billion laughs need one).
     """
     if isinstance(body, str):
         body = body.encode()
@@ -593,16 +591,20 @@ def parse_fields(body: bytes | str) -> dict[str, Any]:
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise ParseError("DOCTYPE refused")
-    fields = _element(root)
-    for name in HEADER_FIELDS.intersection(fields):
-        value = fields[name]
-        if isinstance(value, str):
-            fields[name] = value.strip()
-    return fields
+    return _element(root)
 
 
 def from_dict(raw: dict[str, Any]) -> Message:
-    """Build the typed message for an already parsed field dict."""
+    """Build the typed message for an already parsed field dict.
+
+    Whitespace around the value of a :data:`HEADER_FIELDS` element is dropped, so a padded
+    ``<MsgType> <![CDATA[event]]> </MsgType>`` reads as ``event``.
+    """
+    padded = [
+        n for n in HEADER_FIELDS.intersection(raw) if isinstance(raw[n], str) and raw[n] != raw[n].strip()
+    ]
+    if padded:
+        raw = {**raw, **{n: raw[n].strip() for n in padded}}
     msg_type = raw.get("MsgType")
     if not isinstance(msg_type, str) or not msg_type:
         raise ParseError("not a WeChat message: no MsgType")
