@@ -5,7 +5,7 @@ A follower accepts a notice template in a popup (``subscribe_msg_popup_event``),
 mind later (``subscribe_msg_change_event``), and each delivery is reported
 (``subscribe_msg_sent_event``). Keys are typed like the 2023 template messages (``thing1``,
 ``time2``...) and their values follow the same rules, checked before the call by
-:func:`~wxmp.api.template.check_values`
+:func:`wxmp.api.template.check_values`
 (developers.weixin.qq.com/doc/offiaccount/Subscription_Messages/api.html).
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._base import ApiGroup
-from .template import check_values, template_data
+from .template import message_body
 
 __all__ = ["MAX_KEYWORDS", "MAX_SCENE_DESC", "MAX_TITLES_PAGE", "NoticeAPI"]
 
@@ -44,14 +44,11 @@ class NoticeAPI(ApiGroup):
         ``miniprogram`` ``{"appid", "pagepath"}`` (it wins over ``page``). A user who did not
         accept (or withdrew) the template gets errcode 43101.
         """
-        shaped = template_data(data)
-        check_values(shaped, "/cgi-bin/message/subscribe/bizsend")
-        body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": shaped}
-        if page:
-            body["page"] = page
+        path = "/cgi-bin/message/subscribe/bizsend"
+        body = message_body(openid, template_id, data, path, page=page)
         if miniprogram:
             body["miniprogram"] = dict(miniprogram)
-        return self.client.post("/cgi-bin/message/subscribe/bizsend", body)
+        return self.client.post(path, body)
 
     # -- the template library ---------------------------------------------------------------------
 

@@ -87,6 +87,17 @@ def check_values(data: Mapping[str, Mapping[str, Any]], path: str = "") -> None:
             )
 
 
+def message_body(
+    openid: str, template_id: str, data: Mapping[str, Any], path: str, **optional: Any
+) -> dict[str, Any]:
+    """The body of a template message or a notice: data shaped and checked, empty options left out."""
+    shaped = template_data(data)
+    check_values(shaped, path)
+    body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": shaped}
+    body.update({k: v for k, v in optional.items() if v})
+    return body
+
+
 _Templates = list[dict[str, Any]]  # `list` is shadowed by TemplateAPI.list inside the class
 
 
@@ -120,16 +131,11 @@ class TemplateAPI(ApiGroup):
         ``miniprogram`` is ``{"appid": ..., "pagepath": ...}``; ``client_msg_id`` makes retries
         idempotent on WeChat's side. Values are checked with :func:`check_values` first.
         """
-        shaped = template_data(data)
-        check_values(shaped, "/cgi-bin/message/template/send")
-        body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": shaped}
-        if url:
-            body["url"] = url
+        path = "/cgi-bin/message/template/send"
+        body = message_body(openid, template_id, data, path, url=url, client_msg_id=client_msg_id)
         if miniprogram:
             body["miniprogram"] = dict(miniprogram)
-        if client_msg_id:
-            body["client_msg_id"] = client_msg_id
-        return self.client.post("/cgi-bin/message/template/send", body)
+        return self.client.post(path, body)
 
     def list(self) -> _Templates:
         """The private templates (``template_list``): ``GET /cgi-bin/template/get_all_private_template``."""

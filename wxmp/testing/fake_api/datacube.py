@@ -18,6 +18,8 @@ from ..fake import FakeRequest, FakeWeChat, WeChatFault, endpoint
 __all__ = ["set_rows"]
 
 _BEIJING = timezone(timedelta(hours=8))
+# Written out here rather than imported from wxmp.api.datacube on purpose: the fake stands in for
+# WeChat, so a mistake in the client's table must not be mirrored by the fake.
 _SPANS = {
     "getusersummary": 7,
     "getusercumulate": 7,

@@ -52,6 +52,15 @@ _RULES = {
 }
 
 
+def check_value(key: str, value: Any, kind: str) -> None:
+    """47003 unless ``value`` is a string that fits the rule of its key type (unknown types: any)."""
+    limit, pattern = _RULES.get(kind, (None, None))
+    if not isinstance(value, str) or "\n" in value or (limit is not None and len(value) > limit):
+        raise WeChatFault(47003, f"argument invalid! data.{key}.value")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise WeChatFault(47003, f"argument invalid! data.{key}.value")
+
+
 def notice_templates(fake: FakeWeChat) -> dict[str, dict[str, Any]]:
     """The account's notice templates: priTmplId -> {"tid", "title", "keys": {key: type}, ...}."""
     return state(fake, "notice_templates", dict)
@@ -97,12 +106,7 @@ def _send(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     if not isinstance(values, dict) or set(values) != set(template["keys"]):
         raise WeChatFault(47003, "argument invalid! data keys do not match the template")
     for key, item in values.items():
-        value = item.get("value") if isinstance(item, dict) else None
-        limit, pattern = _RULES[template["keys"][key]]
-        if not isinstance(value, str) or len(value) > limit or "\n" in value:
-            raise WeChatFault(47003, f"argument invalid! data.{key}.value")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise WeChatFault(47003, f"argument invalid! data.{key}.value")
+        check_value(key, item.get("value") if isinstance(item, dict) else None, template["keys"][key])
     if (data["touser"], data["template_id"]) not in state(fake, "notice_accepted", set):
         raise WeChatFault(43101, "user refuse to accept the msg")
     with LOCK:

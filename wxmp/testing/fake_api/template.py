@@ -18,7 +18,7 @@ from typing import Any
 
 from ..fake import FakeRequest, FakeWeChat, WeChatFault, endpoint
 from ._util import LOCK, follower, next_id, state
-from .notice import _RULES
+from .notice import check_value
 
 #: template_id_short -> (title, [(keyword name, key type)], new category?)
 LIBRARY: dict[str, tuple[str, list[tuple[str, str]], bool]] = {
@@ -77,13 +77,8 @@ def _send(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     if not isinstance(items, dict) or not all(isinstance(v, dict) and "value" in v for v in items.values()):
         raise WeChatFault(47001, "data format error")
     for key, item in items.items():
-        value = str(item["value"])
         typed = _TYPED.match(key)
-        limit, pattern = _RULES.get(typed.group(1) if typed else "", (None, None))
-        if "\n" in value or (limit is not None and len(value) > limit):
-            raise WeChatFault(47003, f"argument invalid! data.{key}.value")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise WeChatFault(47003, f"argument invalid! data.{key}.value")
+        check_value(key, str(item["value"]), typed.group(1) if typed else "")
     user = follower(fake, data["touser"])
     if not user.get("subscribe"):
         raise WeChatFault(43004, "require subscribe")
