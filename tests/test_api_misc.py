@@ -143,6 +143,8 @@ def test_clear_quota_v2_errors_and_the_shared_monthly_limit(fake_wechat: FakeWeC
     with pytest.raises(ApiError) as info:
         bad.misc.clear_quota_v2()
     assert info.value.errcode == 40125 and "wrong-secret" not in str(info.value)
+    record = fake_wechat.rids[info.value.rid]  # what rid/get would tell: no secret in it
+    assert "wrong-secret" not in str(record) and record["request_url"].startswith("/cgi-bin/clear_quota/v2")
     _, wx = make_app(fake_wechat, WXMP_REFRESHER=False)
     for _ in range(5):
         wx.misc.clear_quota()

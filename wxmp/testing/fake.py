@@ -406,7 +406,8 @@ class FakeWeChat:
     def _remember_rid(self, req: FakeRequest, fault: WeChatFault) -> str:
         """A rid like WeChat's (``6617a2b4-1c2d3e4f-5a6b7c8d``) and the record rid/get returns."""
         rid = "-".join(secrets.token_hex(4) for _ in range(3))
-        query = "&".join(f"{k}={v}" for k, v in req.args.items() if k not in ("access_token", "secret"))
+        hidden = ("access_token", "secret", "appsecret", "refresh_token", "code")
+        query = "&".join(f"{k}={v}" for k, v in req.args.items() if k not in hidden)
         body = req.body.decode("utf-8", "replace") if not req.files else "(multipart)"
         with self._lock:
             self.rids[rid] = {
