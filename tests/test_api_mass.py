@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
-from wxmp import ApiError, InvalidOpenIDError
+from wxmp import ApiError, DuplicateClientMsgIdError, InvalidOpenIDError, RetryTooSoonError
 from wxmp.testing import FakeWeChat
+from wxmp.testing.clock import FakeClock
 from wxmp.testing.fake_api.mass import mass_jobs
+from wxmp.testing.fake_api.publish import drafts
 from wxmp.testing.fake_api.user import add_followers
 
 SENDALL = "/cgi-bin/message/mass/sendall"
@@ -37,6 +40,7 @@ def test_send_text_to_everyone(wx: Any, fake_wechat: FakeWeChat) -> None:
 
 def test_send_to_a_tag(wx: Any, fake_wechat: FakeWeChat) -> None:
     tag_id = wx.tag.create("VIP")["tag"]["id"]
+    drafts(fake_wechat)["NEWS1"] = {"news_item": [], "update_time": 0}  # a draft's media_id
     result = wx.mass.send_mpnews("NEWS1", tag_id=tag_id, send_ignore_reprint=True, clientmsgid="job-1")
     assert "msg_data_id" in result
     assert fake_wechat.calls(SENDALL)[0].json == {
@@ -46,9 +50,20 @@ def test_send_to_a_tag(wx: Any, fake_wechat: FakeWeChat) -> None:
         "send_ignore_reprint": 1,
         "clientmsgid": "job-1",
     }
-    with pytest.raises(ApiError) as info:  # WeChat refuses a reused clientmsgid
-        wx.mass.send_mpnews("NEWS1", tag_id=tag_id, clientmsgid="job-1")
-    assert info.value.errcode == 45065
+
+
+def test_reused_clientmsgid(wx: Any, fake_wechat: FakeWeChat) -> None:
+    clock = fake_wechat.clock = FakeClock(time.time())
+    first = wx.mass.send_text("hi", to_all=True, clientmsgid="job-1")
+    with pytest.raises(RetryTooSoonError) as soon:  # again within a minute: 45066
+        wx.mass.send_text("hi", to_all=True, clientmsgid="job-1")
+    assert soon.value.errcode == 45066
+    clock.advance(61)
+    with pytest.raises(DuplicateClientMsgIdError) as info:  # later: 45065 and the existing job
+        wx.mass.send_text("hi", to_all=True, clientmsgid="job-1")
+    assert info.value.errcode == 45065 and info.value.msg_id == first["msg_id"]
+    assert info.value.rid and info.value.rid in info.value.errmsg
+    assert len(mass_jobs(fake_wechat)) == 1
 
 
 def test_send_to_openids_uses_send(wx: Any, fake_wechat: FakeWeChat) -> None:
@@ -57,7 +72,7 @@ def test_send_to_openids_uses_send(wx: Any, fake_wechat: FakeWeChat) -> None:
     (call,) = fake_wechat.calls(SEND)
     assert call.json == {
         "msgtype": "image",
-        "image": {"media_id": "IMG1"},
+        "images": {"media_ids": ["IMG1"], "need_open_comment": 0, "only_fans_can_comment": 0},
         "touser": openids,
         "send_ignore_reprint": 0,
     }
@@ -116,6 +131,7 @@ def test_unknown_openid_and_unknown_tag(wx: Any, fake_wechat: FakeWeChat) -> Non
 
 def test_preview_delete_status(wx: Any, fake_wechat: FakeWeChat) -> None:
     fake_wechat.add_user("oADMIN")
+    drafts(fake_wechat)["NEWS1"] = {"news_item": [], "update_time": 0}
     wx.mass.preview("oADMIN", text="预览")
     wx.mass.preview(wxname="admin_wechat_id", mpnews="NEWS1")
     calls = fake_wechat.calls("/cgi-bin/message/mass/preview")
@@ -173,3 +189,28 @@ def test_fake_checks_mass_payloads(wx: Any) -> None:
     with pytest.raises(ApiError) as info:
         client.post(SENDALL, {"msgtype": "hologram", "hologram": {"x": 1}, "filter": {"is_to_all": True}})
     assert info.value.errcode == 40008
+
+
+def test_images_current_and_legacy_forms(wx: Any, fake_wechat: FakeWeChat) -> None:
+    wx.mass.send_image(
+        ["IMG1", "IMG2"], to_all=True, recommend="看图", need_open_comment=True, only_fans_can_comment=True
+    )
+    wx.mass.send_image("IMG3", to_all=True, legacy=True)
+    new, old = (c.json for c in fake_wechat.calls(SENDALL))
+    assert new["msgtype"] == "image" and "image" not in new
+    assert new["images"] == {
+        "media_ids": ["IMG1", "IMG2"],
+        "recommend": "看图",
+        "need_open_comment": 1,
+        "only_fans_can_comment": 1,
+    }
+    assert old["image"] == {"media_id": "IMG3"} and "images" not in old
+    with pytest.raises(ValueError, match="legacy"):
+        wx.mass.send_image(["A", "B"], to_all=True, legacy=True)
+    with pytest.raises(ValueError, match="at least one"):
+        wx.mass.send_image([], to_all=True)
+    with pytest.raises(ApiError) as info:  # the fake checks the new form too
+        wx.client.post(
+            SENDALL, {"msgtype": "image", "images": {"media_ids": []}, "filter": {"is_to_all": True}}
+        )
+    assert info.value.errcode == 40035

@@ -168,3 +168,26 @@ def test_upload_survives_the_token_retry_with_the_same_bytes(wx: Any, fake_wecha
     assert first.args["access_token"] != second.args["access_token"]
     assert JPEG in first.body and JPEG in second.body  # the file object was read once, sent twice
     assert media(fake_wechat)[result["media_id"]]["content"] == JPEG
+
+
+@pytest.mark.parametrize(
+    ("call", "kind", "filename", "accepted"),
+    [
+        ("upload", "image", "a.bmp", False),  # temporary images: png/jpeg/jpg/gif
+        ("add", "image", "a.bmp", True),  # permanent images add bmp
+        ("upload", "voice", "a.speex", False),
+        ("add", "voice", "a.speex", False),
+        ("add", "voice", "a.wma", True),
+        ("add", "voice", "a.wav", True),
+        ("upload", "voice", "a.wav", False),  # temporary voice: amr/mp3
+        ("upload", "voice", "a.amr", True),
+    ],
+)
+def test_media_formats(wx: Any, call: str, kind: str, filename: str, accepted: bool) -> None:
+    upload = getattr(wx.media, call)
+    if accepted:
+        assert upload(kind, b"RIFF....", filename=filename)["media_id"]
+    else:
+        with pytest.raises(ApiError) as info:
+            upload(kind, b"RIFF....", filename=filename)
+        assert info.value.errcode == 40005

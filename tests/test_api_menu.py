@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from wxmp import ApiError, NoMenuError
+from wxmp import ApiError, MatchRuleRefusedError, NoMenuError
 from wxmp.api.menu import validate_menu
 from wxmp.testing import FakeWeChat
 
@@ -218,3 +218,32 @@ def test_try_match_unknown_user(wx: Any) -> None:
     with pytest.raises(ApiError) as info:
         wx.menu.try_match("nobody")
     assert info.value.errcode == 65302
+
+
+def test_privacy_match_fields_are_refused(wx: Any, fake_wechat: FakeWeChat) -> None:
+    # WeChat answers 65320 to sex/country/province/city/language since its privacy changes.
+    wx.menu.create(MENU)
+    with pytest.raises(ValueError, match="sex"):
+        wx.menu.add_conditional([_leaf(name="男")], {"tag_id": "101", "sex": "1"})
+    assert fake_wechat.count("/cgi-bin/menu/addconditional") == 0
+    with pytest.raises(MatchRuleRefusedError) as info:  # the fake refuses it too
+        wx.client.post("/cgi-bin/menu/addconditional", {"button": [_leaf()], "matchrule": {"city": "广州"}})
+    assert info.value.errcode == 65320
+
+
+def test_fake_no_longer_matches_privacy_fields(wx: Any, fake_wechat: FakeWeChat) -> None:
+    fake_wechat.add_user("oIOS", client_platform_type=1, sex=1)
+    fake_wechat.add_user("oANDROID", client_platform_type=2, sex=1)
+    wx.menu.create(MENU)
+    wx.menu.add_conditional([_leaf(name="苹果")], {"client_platform_type": "1"})
+    assert wx.menu.try_match("oIOS")["button"][0]["name"] == "苹果"
+    assert wx.menu.try_match("oANDROID")["button"][0]["name"] == "今日歌曲"
+
+
+def test_nested_sub_menu_is_40022(wx: Any) -> None:
+    nested = [{"name": "M", "sub_button": [{"name": "S", "sub_button": [_leaf()]}]}]
+    with pytest.raises(ValueError, match="two levels"):
+        wx.menu.create(nested)
+    with pytest.raises(ApiError) as info:
+        wx.client.post("/cgi-bin/menu/create", {"button": nested})
+    assert info.value.errcode == 40022

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
-from wxmp import ApiError, InvalidOpenIDError, OutOfWindowError
+from wxmp import ApiError, InvalidOpenIDError, OutOfWindowError, ReplyLimitError
 from wxmp.testing import FakeWeChat
-from wxmp.testing.fake_api.message import close_window, open_window, sent_messages
+from wxmp.testing.clock import FakeClock
+from wxmp.testing.fake_api.message import close_window, interact, open_window, sent_messages
 
 PATH = "/cgi-bin/message/custom/send"
 USER = "oUSER000000000000000000001"
@@ -158,3 +160,39 @@ def test_typing(wx: Any, fake_wechat: FakeWeChat) -> None:
         {"touser": USER, "command": "Typing"},
         {"touser": USER, "command": "CancelTyping"},
     ]
+
+
+def test_reply_quota_after_a_user_message(wx: Any, fake_wechat: FakeWeChat) -> None:
+    # Since 2023-06: a user message allows 5 sends within 48 hours, then 45047.
+    clock = fake_wechat.clock = FakeClock(time.time())
+    fake_wechat.add_user("oQ")
+    interact(fake_wechat, "oQ", "message")
+    for i in range(5):
+        wx.message.send_text("oQ", f"answer {i}")
+    with pytest.raises(ReplyLimitError) as info:
+        wx.message.send_text("oQ", "one too many")
+    assert info.value.errcode == 45047
+    interact(fake_wechat, "oQ", "message")  # the user writes again: 5 more
+    wx.message.send_text("oQ", "again")
+    clock.advance(48 * 3600 + 1)
+    with pytest.raises(OutOfWindowError):
+        wx.message.send_text("oQ", "too late")
+    assert len(sent_messages(fake_wechat, "oQ")) == 6
+
+
+def test_reply_quota_after_a_click(wx: Any, fake_wechat: FakeWeChat) -> None:
+    # A menu click, follow or scan allows 3 sends within one minute.
+    clock = fake_wechat.clock = FakeClock(time.time())
+    fake_wechat.add_user("oC")
+    interact(fake_wechat, "oC", "click")
+    for _ in range(3):
+        wx.message.send_text("oC", "ok")
+    with pytest.raises(ReplyLimitError):
+        wx.message.send_text("oC", "no")
+    interact(fake_wechat, "oC", "subscribe")
+    wx.message.send_text("oC", "ok")
+    clock.advance(61)
+    with pytest.raises(OutOfWindowError):
+        wx.message.send_text("oC", "no")
+    with pytest.raises(ValueError):
+        interact(fake_wechat, "oC", "dance")

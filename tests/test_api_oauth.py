@@ -35,6 +35,20 @@ def test_authorize_url_keeps_wechats_order_and_suffix(wx: Any, fake_wechat: Fake
     assert wx.oauth.authorize_url("https://e.com/").endswith("&scope=snsapi_base&state=#wechat_redirect")
 
 
+def test_authorize_url_force_popup_and_snapshot(wx: Any) -> None:
+    url = wx.oauth.authorize_url("https://e.com/", state="s1", force_popup=True, force_snapshot=True)
+    assert url.endswith("&state=s1&forcePopup=true&forceSnapShot=true#wechat_redirect")
+    assert "forcePopup" not in wx.oauth.authorize_url("https://e.com/")
+
+
+def test_exchange_surfaces_snapshot_users_and_base_has_no_unionid(wx: Any, fake_wechat: FakeWeChat) -> None:
+    base = wx.oauth.exchange(authorize(fake_wechat, "oWEB"))
+    assert "unionid" not in base  # WeChat: unionid only with snsapi_userinfo
+    assert base["is_snapshotuser"] == 0
+    snap = wx.oauth.exchange(authorize(fake_wechat, "oVIRTUAL", snapshot=True))
+    assert snap["is_snapshotuser"] == 1
+
+
 @pytest.mark.parametrize(
     ("scope", "state"), [("snsapi_login", ""), ("snsapi_base", "a-b"), ("snsapi_base", "x" * 129)]
 )

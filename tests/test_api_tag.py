@@ -104,3 +104,12 @@ def test_fake_limits_tagging_to_50(wx: Any, fake_wechat: FakeWeChat) -> None:
     with pytest.raises(ApiError) as info:
         wx.client.post("/cgi-bin/tags/members/batchtagging", {"openid_list": openids, "tagid": tag_id})
     assert info.value.errcode == 40032
+
+
+def test_tag_name_limit_counts_bytes(wx: Any) -> None:
+    # WeChat: a tag name is at most 30 bytes of UTF-8, so 10 Chinese characters and no more.
+    assert wx.tag.create("标" * 10)["tag"]["name"] == "标" * 10
+    with pytest.raises(ApiError) as info:
+        wx.tag.create("签" * 11)  # 11 characters, 33 bytes
+    assert info.value.errcode == 45158
+    assert wx.tag.create("x" * 30)["tag"]["name"] == "x" * 30

@@ -141,3 +141,13 @@ def test_blacklist_chunks_by_20_and_round_trips(wx: Any, fake_wechat: FakeWeChat
 def test_blacklist_unknown_openid(wx: Any, fake_wechat: FakeWeChat) -> None:
     with pytest.raises(InvalidOpenIDError):
         wx.user.blacklist(["oNOBODY"])
+
+
+def test_remark_limit_counts_bytes(wx: Any, fake_wechat: FakeWeChat) -> None:
+    # "under 30 bytes": 9 Chinese characters (27 bytes) fit, 10 (30 bytes) do not.
+    fake_wechat.add_user("oA")
+    wx.user.set_remark("oA", "备" * 9)
+    with pytest.raises(ApiError) as info:
+        wx.user.set_remark("oA", "备" * 10)
+    assert info.value.errcode == 40035
+    wx.user.set_remark("oA", "x" * 29)

@@ -138,7 +138,7 @@ def test_message_parse_round_trip(content, openid, msg_id, extra):
     msg = parse(xml)
     assert isinstance(msg, TextMessage)
     assert msg.content == expected(content)
-    assert msg.from_user_name == expected(openid)
+    assert msg.from_user_name == expected(openid).strip()  # header values lose padding (issue 13)
     assert msg.msg_id == msg_id and msg.create_time == int(NOW)
     assert msg.dedup_key.endswith(f":m:{msg_id}")
 
@@ -335,11 +335,12 @@ def test_signed_well_formed_messages_get_well_formed_replies(cb, msg_type, field
     # across examples and be (rightly) deduplicated.
     result = user.post(user.message_xml(msg_type, payload, msg_id=next(MSG_IDS)))
     assert_clean(cb, result.status)
-    assert result.status == 200 or (result.status == 400 and not expected(msg_type))  # no MsgType
+    # Header values lose surrounding whitespace (issue 13): a blank MsgType is no MsgType.
+    assert result.status == 200 or (result.status == 400 and not expected(msg_type).strip())
     if result.status == 200 and result.body not in (b"success", b""):
         well_formed(result.body)
         body = user._decrypt_reply(result.body) if safe else result.body
         well_formed(body)
         reply = parse_reply(body).reply
-        if isinstance(reply, TextReply) and expected(msg_type) == "text":
+        if isinstance(reply, TextReply) and expected(msg_type).strip() == "text":
             assert reply.content == expected(content)

@@ -196,7 +196,60 @@ EXPECTED: list[tuple[str, type[m.Message], tuple[str, ...], dict[str, Any]]] = [
         "event_publishjobfinish.xml",
         m.PublishJobFinishEvent,
         ("publishjobfinish", "event"),
-        {"publish_id": "2247503051", "publish_status": 0, "article_urls": ["ARTICLE_URL"]},
+        {
+            "publish_id": "2247503051",
+            "publish_status": 0,
+            "article_urls": ["ARTICLE_URL"],
+            "ok": True,
+            "fail_idx": [],
+        },
+    ),
+    (
+        "event_publishjobfinish_fail.xml",
+        m.PublishJobFinishEvent,
+        ("publishjobfinish", "event"),
+        {"publish_status": 2, "fail_idx": [1, 2], "ok": False, "article_id": "", "article_urls": []},
+    ),
+    (
+        "event_qualification_verify_success.xml",
+        m.QualificationVerifySuccessEvent,
+        ("qualification_verify_success", "event"),
+        {"expired_time": 1745572504},
+    ),
+    (
+        "event_qualification_verify_fail.xml",
+        m.QualificationVerifyFailEvent,
+        ("qualification_verify_fail", "event"),
+        {"fail_time": 1714036504, "fail_reason": "营业执照信息不清晰"},
+    ),
+    (
+        "event_naming_verify_success.xml",
+        m.NamingVerifySuccessEvent,
+        ("naming_verify_success", "event"),
+        {"expired_time": 1745572504},
+    ),
+    (
+        "event_naming_verify_fail.xml",
+        m.NamingVerifyFailEvent,
+        ("naming_verify_fail", "event"),
+        {"fail_time": 1714036504, "fail_reason": "名称与主体不符"},
+    ),
+    ("event_annual_renew.xml", m.AnnualRenewEvent, ("annual_renew", "event"), {"expired_time": 1745572504}),
+    (
+        "event_verify_expired.xml",
+        m.VerifyExpiredEvent,
+        ("verify_expired", "event"),
+        {"expired_time": 1714036504},
+    ),
+    (
+        "event_user_get_card_padded.xml",
+        m.Event,
+        ("user_get_card", "event"),
+        {
+            "event": "user_get_card",
+            "openid": "oQ8Xk5Yb2pN7dLrT0vWmZsH3cE1A",
+            "to_user_name": "gh_3a8c1f2b9d07",
+        },
     ),
     ("event_unknown.xml", m.Event, ("user_get_card", "event"), {"event": "user_get_card"}),
 ]
@@ -295,3 +348,18 @@ def test_doctype_refused_in_utf16() -> None:
 def test_doctype_text_inside_content_is_fine() -> None:
     msg = m.parse(b"<xml><MsgType>text</MsgType><Content><![CDATA[<!DOCTYPE html>]]></Content></xml>")
     assert isinstance(msg, m.TextMessage) and msg.content == "<!DOCTYPE html>"
+
+
+def test_whitespace_around_cdata_in_header_fields() -> None:
+    # WeChat's own card-event samples pad header fields: <MsgType> <![CDATA[event]]> </MsgType>.
+    plain = load("event_unknown.xml")
+    padded = load("event_user_get_card_padded.xml")
+    for attr in ("to_user_name", "openid", "create_time", "msg_type", "event", "dedup_key", "kinds"):
+        assert getattr(padded, attr) == getattr(plain, attr), attr
+    text = m.parse(
+        b"<xml><ToUserName> <![CDATA[gh_1]]> </ToUserName><FromUserName>\n <![CDATA[oA]]>\n</FromUserName>"
+        b"<CreateTime> 1 </CreateTime><MsgType> <![CDATA[text]]> </MsgType>"
+        b"<Content><![CDATA[  two spaces  ]]></Content><MsgId> 42 </MsgId></xml>"
+    )
+    assert type(text) is m.TextMessage and text.openid == "oA" and text.msg_id == 42
+    assert text.content == "  two spaces  "  # user text keeps its spaces

@@ -43,12 +43,17 @@ from .token import Fetcher, TokenManager
 if TYPE_CHECKING:
     from cachelib import BaseCache
 
+    from .api.datacube import DatacubeAPI
+    from .api.draft import DraftAPI
+    from .api.freepublish import FreePublishAPI
     from .api.jssdk import JSSDKAPI
+    from .api.kf import KfAPI
     from .api.mass import MassAPI
     from .api.media import MediaAPI
     from .api.menu import MenuAPI
     from .api.message import MessageAPI
     from .api.misc import MiscAPI
+    from .api.notice import NoticeAPI
     from .api.oauth import OAuthAPI
     from .api.qrcode import QRCodeAPI
     from .api.tag import TagAPI
@@ -73,6 +78,11 @@ GROUPS: dict[str, tuple[str, str]] = {
     "jssdk": ("wxmp.api.jssdk", "JSSDKAPI"),
     "oauth": ("wxmp.api.oauth", "OAuthAPI"),
     "misc": ("wxmp.api.misc", "MiscAPI"),
+    "draft": ("wxmp.api.draft", "DraftAPI"),
+    "freepublish": ("wxmp.api.freepublish", "FreePublishAPI"),
+    "notice": ("wxmp.api.notice", "NoticeAPI"),
+    "kf": ("wxmp.api.kf", "KfAPI"),
+    "datacube": ("wxmp.api.datacube", "DatacubeAPI"),
 }
 
 
@@ -192,6 +202,26 @@ class GroupAccess:
     @property
     def misc(self) -> MiscAPI:
         return self.group("misc")
+
+    @property
+    def draft(self) -> DraftAPI:
+        return self.group("draft")
+
+    @property
+    def freepublish(self) -> FreePublishAPI:
+        return self.group("freepublish")
+
+    @property
+    def notice(self) -> NoticeAPI:
+        return self.group("notice")
+
+    @property
+    def kf(self) -> KfAPI:
+        return self.group("kf")
+
+    @property
+    def datacube(self) -> DatacubeAPI:
+        return self.group("datacube")
 
     def get_callback_ip(self) -> list[str]:
         """The IPs WeChat pushes callbacks from: ``GET /cgi-bin/getcallbackip``."""

@@ -468,3 +468,59 @@ def refresher_command(jsapi_ticket: bool) -> None:
     click.echo(f"wxmp refresher running (pid {os.getpid()}, cache {state.store.backend})")
     refresher.run()
     click.echo("wxmp refresher stopped")
+
+
+# -- publishing and diagnosis (logic in wxmp.publish and wxmp.doctor) ------------------------------
+
+
+@wxmp_cli.command("publish")
+@click.argument("article", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--cover", metavar="IMG", help="Cover image (file or URL); default: front matter or first image."
+)
+@click.option("--submit", is_flag=True, help="Publish the draft and wait for WeChat's verdict.")
+@click.option(
+    "--preview", "preview_openid", metavar="OPENID", help="Send the draft as a preview to a follower."
+)
+@_friendly
+def publish_command(article: Path, cover: str | None, submit: bool, preview_openid: str | None) -> None:
+    """Turn ARTICLE (Markdown with front matter) into a draft; upload only what changed."""
+    from .publish import Publisher
+
+    wx = _wx()
+    publisher = Publisher(wx, wx.state().settings.appid or "-", echo=lambda line: click.echo(line, err=True))
+    result = publisher.prepare(article, cover)
+    counts = f"{result.uploaded} uploaded, {result.reused} already on WeChat"
+    click.echo(f"draft {result.media_id} {result.draft} ({counts})")
+    if preview_openid:
+        publisher.preview(result.media_id, preview_openid)
+        click.echo(f"preview sent to {preview_openid}")
+    if submit:
+        from .errors import PublishUnauthorizedError
+
+        try:
+            publisher.submit(result)
+        except PublishUnauthorizedError as exc:
+            raise click.ClickException(
+                f"WeChat errcode {exc.errcode}: {exc.advice} (draft {result.media_id})"
+            )
+        click.echo(f"published: article_id {result.article_id}")
+        for url in result.urls:
+            click.echo(f"  {url}")
+
+
+@wxmp_cli.command("doctor")
+def doctor_command() -> None:
+    """Check the credentials, IP whitelist, quotas and callback URL; one PASS/FAIL line each."""
+    from .doctor import diagnose
+
+    checks = diagnose(_wx())
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        click.echo(f"{check.status.upper():4}  {check.name:{width}}  {check.detail}")
+        if check.hint:
+            click.echo(f"{'':4}  {'':{width}}  hint: {check.hint}")
+    failed = sum(1 for c in checks if not c.ok)
+    click.echo(f"{failed} problem(s) found" if failed else "all checks passed")
+    if failed:
+        sys.exit(1)

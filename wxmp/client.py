@@ -134,7 +134,7 @@ class ApiClient:
             errmsg = str(result.get("errmsg", ""))
             if signals.api_error.receivers:
                 signals.api_error.send(self.sender, errcode=errcode, errmsg=errmsg, path=path)
-            raise ApiError.from_response(errcode, errmsg, path)
+            raise ApiError.from_response(errcode, errmsg, path, result)
         return result
 
     # -- tokens -------------------------------------------------------------------------------

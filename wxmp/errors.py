@@ -19,14 +19,29 @@ The tree::
         ├── QuotaExceededError       45009 (and 45011 frequency limit)
         ├── InvalidOpenIDError       40003
         ├── OutOfWindowError         45015: the 48-hour customer-service window is closed
+        ├── ReplyLimitError          45047: customer-service sends after one interaction are used up
+        ├── DuplicateClientMsgIdError 45065: a mass send with this clientmsgid exists (``.msg_id``)
+        ├── RetryTooSoonError        45066: the same clientmsgid again within a minute
+        ├── RetiredApiError          45103: WeChat retired the API (``.replacement`` names the new one)
+        ├── TemplateDataError        47003: a template / notice value breaks WeChat's rules (also raised
+        │                            locally, before the call; it is a ValueError too)
         ├── NoMenuError              46003
+        ├── MatchRuleRefusedError    65320: a conditional menu rule uses a retired privacy field
         └── UnauthorizedApiError     48001 48004 50001 50002
+            └── PublishUnauthorizedError  48001 from /cgi-bin/freepublish/*: publishing rights lost
+
+Every ApiError carries ``errcode``, ``errmsg``, ``path``, the ``rid`` WeChat appends to errmsg (look it
+up with ``wx.misc.get_rid``) and ``data``, the whole answer. The class for an answer comes from one table
+(:data:`ERRORS`): each class lists its ``codes`` and, for a code that means something more precise on
+some endpoints, the ``paths`` it applies to.
 
 No message or repr ever contains the appsecret, a token or the AES key.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 
@@ -81,30 +96,53 @@ class ParseError(CallbackError):
     """The body is not acceptable XML (malformed, hostile or too large)."""
 
 
+_IP = re.compile(r"invalid ip\s+([0-9A-Fa-f.:]+)")
+_RID = re.compile(r"rid:\s*([0-9A-Za-z-]+)")
+
+
 class ApiError(WxMPError):
     """WeChat answered with a non-zero ``errcode``.
 
-    ``errmsg`` is WeChat's text (it often ends in ``rid: ...``, which ``openapi/rid/get`` explains);
-    ``path`` is the endpoint without its query string.
+    ``errmsg`` is WeChat's text; ``rid`` the request id it usually ends with (``openapi/rid/get``
+    explains it: ``wx.misc.get_rid(err.rid)``); ``path`` the endpoint without its query string;
+    ``data`` the whole JSON answer (some errors carry more, e.g. 45065's ``msg_id``).
     """
 
     codes: ClassVar[frozenset[int]] = frozenset()
+    #: Path prefixes this class is limited to (empty: any path).
+    paths: ClassVar[tuple[str, ...]] = ()
+    #: A sentence appended to the message, saying what to do.
+    advice: ClassVar[str] = ""
 
-    def __init__(self, errcode: int, errmsg: str = "", path: str = "") -> None:
+    def __init__(
+        self, errcode: int, errmsg: str = "", path: str = "", data: Mapping[str, Any] | None = None
+    ) -> None:
         self.errcode = errcode
         self.errmsg = errmsg
         self.path = path
+        self.data: dict[str, Any] = dict(data) if data else {}
         where = f" ({path})" if path else ""
-        super().__init__(f"[{errcode}] {errmsg}{where}")
+        advice = f": {self.advice}" if self.advice else ""
+        super().__init__(f"[{errcode}] {errmsg}{where}{advice}")
+
+    @property
+    def rid(self) -> str | None:
+        """The request id at the end of ``errmsg`` (``... rid: 6617a2b4-...``), if any."""
+        found = _RID.search(self.errmsg)
+        return found.group(1) if found else None
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.errcode, self.errmsg, self.path))
+        return (type(self), (self.errcode, self.errmsg, self.path, self.data))
 
     @staticmethod
-    def from_response(errcode: int, errmsg: str = "", path: str = "") -> ApiError:
-        """Build the most specific subclass for ``errcode``."""
-        cls = _BY_CODE.get(errcode, ApiError)
-        return cls(errcode, errmsg, path)
+    def from_response(
+        errcode: int, errmsg: str = "", path: str = "", data: Mapping[str, Any] | None = None
+    ) -> ApiError:
+        """Build the most specific class of :data:`ERRORS` for ``errcode`` on ``path``."""
+        for cls in ERRORS:
+            if errcode in cls.codes and (not cls.paths or path.startswith(cls.paths)):
+                return cls(errcode, errmsg, path, data)
+        return ApiError(errcode, errmsg, path, data)
 
 
 class SystemBusyError(ApiError):
@@ -126,9 +164,15 @@ class CredentialError(ApiError):
 
 
 class IPNotWhitelistedError(ApiError):
-    """This server's IP is not in the account's API IP whitelist."""
+    """This server's IP is not in the account's API IP whitelist; ``ip`` is the one WeChat saw."""
 
     codes = frozenset({40164, 89503, 89506, 89507})
+
+    @property
+    def ip(self) -> str | None:
+        """The caller IP WeChat names in errmsg (``invalid ip 203.0.113.7 ipv6 ..., not in whitelist``)."""
+        found = _IP.search(self.errmsg)
+        return found.group(1) if found else None
 
 
 class QuotaExceededError(ApiError):
@@ -161,18 +205,114 @@ class UnauthorizedApiError(ApiError):
     codes = frozenset({48001, 48004, 50001, 50002})
 
 
-_BY_CODE: dict[int, type[ApiError]] = {
-    code: cls
-    for cls in (
-        SystemBusyError,
-        TokenInvalidError,
-        CredentialError,
-        IPNotWhitelistedError,
-        QuotaExceededError,
-        InvalidOpenIDError,
-        OutOfWindowError,
-        NoMenuError,
-        UnauthorizedApiError,
+class PublishUnauthorizedError(UnauthorizedApiError):
+    """``freepublish`` answered 48001: this account may not publish through the API.
+
+    WeChat withdrew the publishing API from accounts that are not verified (and from some that were
+    restricted); such an account can still create drafts, then publish them on mp.weixin.qq.com.
+    """
+
+    codes = frozenset({48001})
+    paths = ("/cgi-bin/freepublish/",)
+    advice = (
+        "this account has no right to publish through the API (unverified or restricted accounts lost it); "
+        "the draft exists: publish it by hand on mp.weixin.qq.com (内容管理 → 草稿箱)"
     )
-    for code in cls.codes
-}
+
+
+class ReplyLimitError(ApiError):
+    """45047: the customer-service sends one user interaction allows are used up.
+
+    Since 2023-06 a user message allows 5 sends within 48 hours; a menu click, a follow or a QR
+    scan allows 3 within a minute (developers.weixin.qq.com/doc/offiaccount/Message_Management/
+    Service_Center_messages.html). Wait for the user's next message.
+    """
+
+    codes = frozenset({45047})
+
+
+class DuplicateClientMsgIdError(ApiError):
+    """45065: a mass job with this ``clientmsgid`` exists already; ``msg_id`` is that job's id.
+
+    An idempotent retry can treat this as success and follow the existing job.
+    """
+
+    codes = frozenset({45065})
+
+    @property
+    def msg_id(self) -> int | None:
+        """The existing job's msg_id (WeChat puts it next to errcode)."""
+        try:
+            return int(self.data["msg_id"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+class RetryTooSoonError(ApiError):
+    """45066: the same ``clientmsgid`` was sent again within a minute; wait and retry."""
+
+    codes = frozenset({45066})
+
+
+class RetiredApiError(ApiError):
+    """45103: WeChat retired this API. ``replacement`` names its successor when there is one.
+
+    wxmp raises it locally (no request) for endpoints it knows are gone, with the same errcode.
+    """
+
+    codes = frozenset({45103})
+
+    def __init__(
+        self,
+        errcode: int = 45103,
+        errmsg: str = "This API has been unsupported",
+        path: str = "",
+        data: Mapping[str, Any] | None = None,
+        replacement: str | None = None,
+    ) -> None:
+        self.replacement = replacement if replacement is not None else (data or {}).get("replacement")
+        if self.replacement and "replacement" not in (data or {}):
+            data = {**(data or {}), "replacement": self.replacement}
+        super().__init__(errcode, errmsg, path, data)
+
+
+class TemplateDataError(ApiError, ValueError):
+    """47003: a template-message or subscription-notice value breaks WeChat's rules.
+
+    wxmp checks values before the call (``thing`` at most 20 characters, ``character_string`` 32,
+    no line breaks...) and raises this with errcode 47003 and the field named, so the local and the
+    remote refusal are caught alike.
+    """
+
+    codes = frozenset({47003})
+
+
+class MatchRuleRefusedError(ApiError):
+    """65320: a conditional menu's ``matchrule`` uses a field WeChat no longer accepts.
+
+    Since the 2021-12 privacy changes only ``tag_id`` and ``client_platform_type`` remain; ``sex``,
+    ``country``, ``province``, ``city`` and ``language`` are refused.
+    """
+
+    codes = frozenset({65320})
+
+
+#: The one table: errcode (and path) -> class, most specific first.
+ERRORS: tuple[type[ApiError], ...] = (
+    PublishUnauthorizedError,
+    SystemBusyError,
+    TokenInvalidError,
+    CredentialError,
+    IPNotWhitelistedError,
+    QuotaExceededError,
+    InvalidOpenIDError,
+    OutOfWindowError,
+    ReplyLimitError,
+    DuplicateClientMsgIdError,
+    RetryTooSoonError,
+    RetiredApiError,
+    TemplateDataError,
+    NoMenuError,
+    MatchRuleRefusedError,
+    UnauthorizedApiError,
+)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 __all__ = [
+    "AnnualRenewEvent",
     "ClickEvent",
     "Event",
     "ImageMessage",
@@ -40,10 +41,14 @@ __all__ = [
     "LocationSelectEvent",
     "MassSendJobFinishEvent",
     "Message",
+    "NamingVerifyFailEvent",
+    "NamingVerifySuccessEvent",
     "PicPhotoOrAlbumEvent",
     "PicSysPhotoEvent",
     "PicWeixinEvent",
     "PublishJobFinishEvent",
+    "QualificationVerifyFailEvent",
+    "QualificationVerifySuccessEvent",
     "ScanCodePushEvent",
     "ScanCodeWaitMsgEvent",
     "ScanEvent",
@@ -55,6 +60,7 @@ __all__ = [
     "TemplateSendJobFinishEvent",
     "TextMessage",
     "UnsubscribeEvent",
+    "VerifyExpiredEvent",
     "VideoMessage",
     "ViewEvent",
     "ViewMiniProgramEvent",
@@ -453,11 +459,22 @@ class SubscribeMsgSentEvent(_SubscribeMsgEvent):
 
 
 class PublishJobFinishEvent(Event):
-    """Free-publish result: ``publish_id``, ``publish_status`` (0 = success), ``article_id``."""
+    """A ``wx.freepublish.submit`` job ended: ``publish_id``, ``publish_status``, ``article_id``...
+
+    ``publish_status``: 0 published, 2 refused by the originality check, 3 failed, 4 refused by the
+    platform's review, 5/6 deleted/banned after publishing (wxmp.api.freepublish.PUBLISH_STATUS);
+    ``fail_idx`` lists the articles (from 1) that failed (developers.weixin.qq.com/doc/offiaccount/
+    Publish/Callback_on_finish.html).
+    """
 
     publish_id = _Nested("PublishEventInfo", "publish_id", _text)
     publish_status = _Nested("PublishEventInfo", "publish_status", _int)
     article_id = _Nested("PublishEventInfo", "article_id", _text)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the articles were published (status 0)."""
+        return self.publish_status == 0 and bool(self.article_id)
 
     @property
     def article_urls(self) -> list[str]:
@@ -466,6 +483,43 @@ class PublishJobFinishEvent(Event):
         detail = info.get("article_detail") if isinstance(info, dict) else None
         items = detail.get("item") if isinstance(detail, dict) else None
         return [_text(i.get("article_url")) for i in _as_list(items) if isinstance(i, dict)]
+
+    @property
+    def fail_idx(self) -> list[int]:
+        """Positions (from 1) of the articles that failed, when the job did not publish."""
+        info = self.raw.get("PublishEventInfo")
+        values = info.get("fail_idx") if isinstance(info, dict) else None
+        return [n for n in (_opt_int(v) for v in _as_list(values)) if n is not None]
+
+
+class _VerifyEvent(Event):
+    expired_time = _Field("ExpiredTime", _opt_int)
+    fail_time = _Field("FailTime", _opt_int)
+    fail_reason = _Field("FailReason", _text)
+
+
+class QualificationVerifySuccessEvent(_VerifyEvent):
+    """The account's qualification verification (资质认证) passed: ``expired_time`` (Unix time)."""
+
+
+class QualificationVerifyFailEvent(_VerifyEvent):
+    """Qualification verification failed: ``fail_time`` and ``fail_reason``."""
+
+
+class NamingVerifySuccessEvent(_VerifyEvent):
+    """Name verification (名称认证) passed: ``expired_time``."""
+
+
+class NamingVerifyFailEvent(_VerifyEvent):
+    """Name verification failed (the qualification stays): ``fail_time`` and ``fail_reason``."""
+
+
+class AnnualRenewEvent(_VerifyEvent):
+    """The yearly re-verification is due: ``expired_time`` is when the verification lapses."""
+
+
+class VerifyExpiredEvent(_VerifyEvent):
+    """The verification lapsed: ``expired_time``; verified-only APIs stop working."""
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
@@ -502,6 +556,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "subscribe_msg_change_event": SubscribeMsgChangeEvent,
     "subscribe_msg_sent_event": SubscribeMsgSentEvent,
     "publishjobfinish": PublishJobFinishEvent,
+    "qualification_verify_success": QualificationVerifySuccessEvent,
+    "qualification_verify_fail": QualificationVerifyFailEvent,
+    "naming_verify_success": NamingVerifySuccessEvent,
+    "naming_verify_fail": NamingVerifyFailEvent,
+    "annual_renew": AnnualRenewEvent,
+    "verify_expired": VerifyExpiredEvent,
 }
 
 
@@ -521,6 +581,14 @@ def _element(el: Any) -> dict[str, Any]:
         else:
             out[tag] = value
     return out
+
+
+#: Fields that name or identify a push: whitespace around their value is layout, not data. WeChat's
+#: own card-event samples write ``<MsgType> <![CDATA[event]]> </MsgType>``; user text (Content,
+#: Label...) keeps its spaces.
+HEADER_FIELDS = frozenset(
+    {"ToUserName", "FromUserName", "CreateTime", "MsgType", "Event", "MsgId", "MsgID", "MsgDataId", "Idx"}
+)
 
 
 def parse_fields(body: bytes | str) -> dict[str, Any]:
@@ -544,7 +612,16 @@ def parse_fields(body: bytes | str) -> dict[str, Any]:
 
 
 def from_dict(raw: dict[str, Any]) -> Message:
-    """Build the typed message for an already parsed field dict."""
+    """Build the typed message for an already parsed field dict.
+
+    Whitespace around the value of a :data:`HEADER_FIELDS` element is dropped, so a padded
+    ``<MsgType> <![CDATA[event]]> </MsgType>`` reads as ``event``.
+    """
+    padded = [
+        n for n in HEADER_FIELDS.intersection(raw) if isinstance(raw[n], str) and raw[n] != raw[n].strip()
+    ]
+    if padded:
+        raw = {**raw, **{n: raw[n].strip() for n in padded}}
     msg_type = raw.get("MsgType")
     if not isinstance(msg_type, str) or not msg_type:
         raise ParseError("not a WeChat message: no MsgType")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ..account import Account
@@ -42,3 +42,19 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+def offset_pages(fetch: Callable[[int], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every ``item`` of WeChat's offset/count lists (materials, drafts, publications).
+
+    ``fetch(offset)`` returns one page ``{"total_count", "item": [...]}``; stop on an empty page or
+    once ``total_count`` items were seen.
+    """
+    offset = 0
+    while True:
+        page = fetch(offset)
+        items = page.get("item") or []
+        yield from items
+        offset += len(items)
+        if not items or offset >= int(page.get("total_count") or 0):
+            return

@@ -2,13 +2,13 @@
 
 Every ``send_*`` picks the endpoint from its audience: ``tag_id=`` or ``to_all=True`` go through
 ``sendall``; ``openids=`` (2 to 10,000 of them, checked here: WeChat answers 40130 to one) go
-through ``send``. Success means the job was queued; the result arrives later as the
-``MASSSENDJOBFINISH`` event.
+through ``send``. An article is sent from a draft (``wx.draft``) by its media_id. Success means
+the job was queued; the result arrives later as the ``MASSSENDJOBFINISH`` event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._base import ApiGroup
@@ -33,9 +33,16 @@ class MassAPI(ApiGroup):
         openids: Iterable[str] | None = None,
         send_ignore_reprint: bool = False,
         clientmsgid: str | None = None,
+        payload_key: str | None = None,
     ) -> dict[str, Any]:
-        """Any msgtype: ``POST /cgi-bin/message/mass/sendall`` (tag, all) or ``.../send`` (openids)."""
-        body: dict[str, Any] = {"msgtype": msgtype, msgtype: dict(payload)}
+        """Any msgtype: ``POST /cgi-bin/message/mass/sendall`` (tag, all) or ``.../send`` (openids).
+
+        The payload goes under ``payload_key`` (default: the msgtype; image sends use ``images``).
+        A reused ``clientmsgid`` raises :class:`~wxmp.errors.DuplicateClientMsgIdError` (45065),
+        whose ``msg_id`` is the existing job's, or, within a minute of the first,
+        :class:`~wxmp.errors.RetryTooSoonError` (45066).
+        """
+        body: dict[str, Any] = {"msgtype": msgtype, payload_key or msgtype: dict(payload)}
         if openids is not None:
             if tag_id is not None or to_all:
                 raise ValueError("mass send: give openids, or tag_id / to_all, not both")
@@ -84,23 +91,51 @@ class MassAPI(ApiGroup):
 
     def send_image(
         self,
-        media_id: str,
+        media_ids: str | Sequence[str],
         *,
         tag_id: int | None = None,
         to_all: bool = False,
         openids: Iterable[str] | None = None,
         send_ignore_reprint: bool = False,
         clientmsgid: str | None = None,
+        recommend: str | None = None,
+        need_open_comment: bool = False,
+        only_fans_can_comment: bool = False,
+        legacy: bool = False,
     ) -> dict[str, Any]:
-        """Mass image: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype image)."""
+        """Mass image(s): ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype image).
+
+        WeChat's current documentation (developers.weixin.qq.com/doc/offiaccount/Message_Management/
+        Batch_Sends_and_Originality_Checks.html) describes ``"images": {"media_ids": [...],
+        "recommend", "need_open_comment", "only_fans_can_comment"}``, which is what this sends.
+        ``legacy=True`` sends the older ``"image": {"media_id"}`` form (one image, no comment
+        options), which WeChat documented until then and still accepts (?).
+        """
+        ids = [media_ids] if isinstance(media_ids, str) else list(media_ids)
+        if not ids:
+            raise ValueError("send_image: give at least one media_id")
+        options = recommend is not None or need_open_comment or only_fans_can_comment
+        if legacy:
+            if len(ids) != 1 or options:
+                raise ValueError("send_image(legacy=True): one media_id, no recommend/comment options")
+            payload: dict[str, Any] = {"media_id": ids[0]}
+        else:
+            payload = {
+                "media_ids": ids,
+                "need_open_comment": 1 if need_open_comment else 0,
+                "only_fans_can_comment": 1 if only_fans_can_comment else 0,
+            }
+            if recommend is not None:
+                payload["recommend"] = recommend
         return self.send(
             "image",
-            {"media_id": media_id},
+            payload,
             tag_id=tag_id,
             to_all=to_all,
             openids=openids,
             send_ignore_reprint=send_ignore_reprint,
             clientmsgid=clientmsgid,
+            payload_key="image" if legacy else "images",
         )
 
     def send_voice(
@@ -134,7 +169,11 @@ class MassAPI(ApiGroup):
         send_ignore_reprint: bool = False,
         clientmsgid: str | None = None,
     ) -> dict[str, Any]:
-        """Mass article: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype mpnews)."""
+        """Mass article from a draft: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (mpnews).
+
+        ``media_id`` is a draft's (``wx.draft.add``): since 2022 permanent news material is gone and
+        mass-sending an article takes a draft, which WeChat then publishes as a mass message.
+        """
         return self.send(
             "mpnews",
             {"media_id": media_id},

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import quote
 
-from ._base import ApiGroup
+from ._base import ApiGroup, offset_pages
 
 __all__ = ["FileLike", "MediaAPI"]
 
@@ -133,11 +133,4 @@ class MediaAPI(ApiGroup):
 
     def iter_materials(self, kind: str) -> Iterator[dict[str, Any]]:
         """Every permanent item of ``kind``, 20 per ``POST /cgi-bin/material/batchget_material``."""
-        offset = 0
-        while True:
-            page = self.get_materials(kind, offset)
-            items = page.get("item") or []
-            yield from items
-            offset += len(items)
-            if not items or offset >= int(page.get("total_count") or 0):
-                return
+        return offset_pages(lambda offset: self.get_materials(kind, offset))

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._base import ApiGroup
 
-__all__ = ["BUTTON_FIELDS", "MenuAPI", "validate_menu"]
+__all__ = ["BUTTON_FIELDS", "RETIRED_MATCH_FIELDS", "MenuAPI", "validate_menu"]
 
 #: The fields each button type needs besides ``name`` (wechat-api.md §5.1).
 BUTTON_FIELDS: dict[str, tuple[str, ...]] = {
@@ -36,6 +36,9 @@ MAX_NAME = 16  # bytes, top level
 MAX_SUB_NAME = 60  # bytes, second level (old docs: 40)
 MAX_KEY = 128  # bytes
 MAX_URL = 1024  # bytes (old docs: 256)
+
+#: matchrule fields WeChat refuses since its privacy changes (65320); ``group_id`` is tag_id's old name.
+RETIRED_MATCH_FIELDS = frozenset({"sex", "country", "province", "city", "language"})
 
 MenuLike = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
@@ -136,12 +139,19 @@ class MenuAPI(ApiGroup):
     def add_conditional(self, menu: MenuLike, matchrule: Mapping[str, Any]) -> dict[str, Any]:
         """Add a menu for users matching ``matchrule``: ``POST /cgi-bin/menu/addconditional``.
 
-        Returns ``{"menuid": ...}``; ``matchrule`` needs at least one of tag_id, sex, country,
-        province, city, client_platform_type, language.
+        Returns ``{"menuid": ...}``. ``matchrule`` takes ``tag_id`` and ``client_platform_type``
+        (1 iOS, 2 Android, 3 others). WeChat refuses the old privacy fields ``sex``, ``country``,
+        ``province``, ``city`` and ``language`` (errcode 65320), so they are refused here first.
         """
         rule = {k: v for k, v in matchrule.items() if v not in (None, "")}
         if not rule:
-            raise ValueError("matchrule: give at least one condition (tag_id, sex, country, ...)")
+            raise ValueError("matchrule: give at least one condition (tag_id, client_platform_type)")
+        retired = sorted(set(rule) & RETIRED_MATCH_FIELDS)
+        if retired:
+            raise ValueError(
+                f"matchrule: {', '.join(retired)} no longer accepted by WeChat (65320, privacy rules); "
+                "use tag_id (tag the users first) or client_platform_type"
+            )
         return self.client.post(
             "/cgi-bin/menu/addconditional", {"button": validate_menu(menu), "matchrule": rule}
         )

@@ -1,7 +1,11 @@
 """Customer-service messages: ``wx.message`` (``POST /cgi-bin/message/custom/send``).
 
 WeChat accepts them only within 48 hours of the user's last interaction (wechat-api.md §7); outside
-that window the send raises :class:`~wxmp.errors.OutOfWindowError` (45015).
+that window the send raises :class:`~wxmp.errors.OutOfWindowError` (45015). Since 2023-06 they are
+also counted: a user message allows 5 sends within 48 hours, a menu click (click, scancode_push,
+scancode_waitmsg), a follow or a QR scan 3 within a minute; beyond that WeChat answers 45047,
+raised as :class:`~wxmp.errors.ReplyLimitError` (developers.weixin.qq.com/doc/offiaccount/
+Message_Management/Service_Center_messages.html).
 """
 
 from __future__ import annotations
@@ -97,8 +101,20 @@ class MessageAPI(ApiGroup):
         return self.send(openid, "news", {"articles": [article]}, kf_account=kf_account)
 
     def send_mpnews(self, openid: str, media_id: str, *, kf_account: str | None = None) -> dict[str, Any]:
-        """An article from the material library: ``POST /cgi-bin/message/custom/send`` (mpnews)."""
+        """An article by media_id (old news material): ``POST /cgi-bin/message/custom/send`` (mpnews).
+
+        Permanent news material is gone since 2022; send a published article with
+        :meth:`send_mpnewsarticle` instead.
+        """
         return self.send(openid, "mpnews", {"media_id": media_id}, kf_account=kf_account)
+
+    def send_mpnewsarticle(
+        self, openid: str, article_id: str, *, kf_account: str | None = None
+    ) -> dict[str, Any]:
+        """A published article (``article_id`` from ``wx.freepublish``): ``POST /cgi-bin/message/custom/send``
+        with msgtype ``mpnewsarticle``.
+        """
+        return self.send(openid, "mpnewsarticle", {"article_id": article_id}, kf_account=kf_account)
 
     def send_menu(
         self,

@@ -36,26 +36,44 @@ class OAuthAPI(ApiGroup):
             raise ConfigError("WXMP_SECRET", "exchanging an OAuth code needs the AppSecret on this host")
         return secret
 
-    def authorize_url(self, redirect_uri: str, scope: str = "snsapi_base", state: str = "") -> str:
+    def authorize_url(
+        self,
+        redirect_uri: str,
+        scope: str = "snsapi_base",
+        state: str = "",
+        *,
+        force_popup: bool = False,
+        force_snapshot: bool = False,
+    ) -> str:
         """The link that starts web authorisation (``open.weixin.qq.com/connect/oauth2/authorize``).
 
         WeChat checks the link strictly: parameters in this order and the ``#wechat_redirect``
-        suffix (wechat-api.md §5.8). ``state`` is up to 128 letters and digits.
+        suffix (wechat-api.md §5.8). ``state`` is up to 128 letters and digits. ``force_popup``
+        adds ``forcePopup=true`` (ask the user even where WeChat would authorise silently);
+        ``force_snapshot`` adds ``forceSnapShot=true`` (show the snapshot page, whose user is
+        virtual: see ``is_snapshotuser`` in :meth:`exchange`). Both are documented on
+        developers.weixin.qq.com/doc/offiaccount/OA_Web_Apps/Wechat_webpage_authorization.html.
         """
         if scope not in SCOPES:
             raise ValueError(f"scope {scope!r}: one of {', '.join(SCOPES)}")
         if not _STATE.fullmatch(state):
             raise ValueError("state: up to 128 characters from [A-Za-z0-9]")
+        extra = "&forcePopup=true" if force_popup else ""
+        extra += "&forceSnapShot=true" if force_snapshot else ""
         return (
             f"{AUTHORIZE_URL}?appid={self._appid()}&redirect_uri={quote(redirect_uri, safe='')}"
-            f"&response_type=code&scope={scope}&state={state}#wechat_redirect"
+            f"&response_type=code&scope={scope}&state={state}{extra}#wechat_redirect"
         )
 
     def exchange(self, code: str) -> dict[str, Any]:
         """Trade the redirect's ``code`` for a per-user web token: ``GET /sns/oauth2/access_token``.
 
-        Returns ``{access_token, expires_in, refresh_token, openid, scope, unionid?}``; uses the
-        appid and secret, not the shared access_token.
+        Returns ``{access_token, expires_in, refresh_token, openid, scope, unionid?,
+        is_snapshotuser}``; uses the appid and secret, not the shared access_token. ``unionid``
+        comes only with ``snsapi_userinfo``. ``is_snapshotuser`` is always present here (WeChat
+        sends it only when it is 1): 1 means the page was opened as a snapshot (since 2022-07) and
+        the openid belongs to a virtual user, not a real follower; ask the user to open the page
+        for real before trusting it.
         """
         params = {
             "appid": self._appid(),
@@ -63,7 +81,9 @@ class OAuthAPI(ApiGroup):
             "code": code,
             "grant_type": "authorization_code",
         }
-        return self.client.get("/sns/oauth2/access_token", params, auth=False)
+        grant: dict[str, Any] = self.client.get("/sns/oauth2/access_token", params, auth=False)
+        grant.setdefault("is_snapshotuser", 0)
+        return grant
 
     def refresh(self, refresh_token: str) -> dict[str, Any]:
         """Renew a per-user web token (30-day refresh_token): ``GET /sns/oauth2/refresh_token``."""

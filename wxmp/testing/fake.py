@@ -13,8 +13,10 @@ invalidates the previous classic token (after ``classic_grace`` seconds, default
 ``stable_token`` returns the same token while more than ``stable_rotate_window`` seconds remain and
 never invalidates another token unless ``force_refresh`` is set; classic and stable tokens are
 isolated; a daily quota on ``/cgi-bin/token`` answers 45009 beyond it; wrong credentials answer
-40013/40125; every request is recorded. Fault knobs: :meth:`fail_next`, :meth:`http_error_next`,
-:meth:`hang_next`.
+40013/40125; every request is recorded. Every other API call counts against its daily quota
+(``quota_used``; :meth:`set_quota` gives a path a limit, beyond which it answers 45009 until
+``clear_quota``); every error answer carries a ``rid`` that ``openapi/rid/get`` explains. Fault
+knobs: :meth:`fail_next`, :meth:`http_error_next`, :meth:`hang_next`.
 
 Endpoints live in a registry (:func:`endpoint`); modules under ``wxmp.testing`` add theirs.
 """
@@ -26,7 +28,7 @@ import json
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,12 +73,13 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class WeChatFault(Exception):
-    """Raised by fake handlers to answer ``{"errcode": code, "errmsg": msg}``."""
+    """Raised by fake handlers to answer ``{"errcode": code, "errmsg": msg, **extra}``."""
 
-    def __init__(self, errcode: int, errmsg: str) -> None:
+    def __init__(self, errcode: int, errmsg: str, **extra: Any) -> None:
         super().__init__(errcode, errmsg)
         self.errcode = errcode
         self.errmsg = errmsg
+        self.extra = extra
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,14 @@ class FakeWeChat:
         self._stop_hang = threading.Event()
         self.requests: list[RecordedRequest] = []
         self.quota_used: Counter[str] = Counter()
+        #: Daily limits per API path (:meth:`set_quota`); paths not here are unlimited.
+        self.api_limits: dict[str, int] = {}
+        #: The API IP whitelist (None: none configured) and the IP the fake believes callers have
+        #: (everything arrives from 127.0.0.1 on loopback): see :meth:`set_ip_whitelist`.
+        self.ip_whitelist: set[str] | None = None
+        self.caller_ip = "127.0.0.1"
+        #: rid -> what ``openapi/rid/get`` reports about the failed request (the newest 1000).
+        self.rids: OrderedDict[str, dict[str, Any]] = OrderedDict()
         #: Tokens issued, by kind ("classic", "stable").
         self.issued: Counter[str] = Counter()
         self.users: dict[str, dict[str, Any]] = {}
@@ -246,6 +257,21 @@ class FakeWeChat:
         """The next ``n`` matching requests wait ``seconds`` before being served normally."""
         with self._lock:
             self._faults.append(_Fault(n, "hang", seconds, paths))
+
+    def set_quota(self, path: str, daily_limit: int) -> None:
+        """Give ``path`` a daily limit: calls beyond it answer 45009 until a quota clear."""
+        with self._lock:
+            self.api_limits[path] = daily_limit
+
+    def set_ip_whitelist(self, ips: list[str] | None, caller_ip: str | None = None) -> None:
+        """Configure the account's API IP whitelist; calls from an IP not on it answer 40164.
+
+        ``caller_ip`` is the address WeChat would see (the server's egress IP); default 127.0.0.1.
+        """
+        with self._lock:
+            self.ip_whitelist = set(ips) if ips is not None else None
+            if caller_ip is not None:
+                self.caller_ip = caller_ip
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -370,6 +396,34 @@ class FakeWeChat:
             if tok.expires_at <= self.clock():
                 raise WeChatFault(42001, "access_token expired")
 
+    def _count_call(self, path: str) -> None:
+        with self._lock:
+            limit = self.api_limits.get(path)
+            if limit is not None and self.quota_used[path] >= limit:
+                raise WeChatFault(45009, "reach max api daily quota limit")
+            self.quota_used[path] += 1
+
+    def _remember_rid(self, req: FakeRequest, fault: WeChatFault) -> str:
+        """A rid like WeChat's (``6617a2b4-1c2d3e4f-5a6b7c8d``) and the record rid/get returns."""
+        rid = "-".join(secrets.token_hex(4) for _ in range(3))
+        hidden = ("access_token", "secret", "appsecret", "refresh_token", "code")
+        query = "&".join(f"{k}={v}" for k, v in req.args.items() if k not in hidden)
+        body = req.body.decode("utf-8", "replace") if not req.files else "(multipart)"
+        with self._lock:
+            self.rids[rid] = {
+                "invoke_time": int(self.clock()),
+                "cost_in_ms": 1,
+                "request_url": f"{req.path}?{query}" if query else req.path,
+                "request_body": "" if "secret" in body else body[:2048],
+                "response_body": json.dumps(
+                    {"errcode": fault.errcode, "errmsg": f"{fault.errmsg} rid: {rid}"}, ensure_ascii=False
+                ),
+                "client_ip": "127.0.0.1",
+            }
+            while len(self.rids) > 1000:
+                self.rids.popitem(last=False)
+        return rid
+
     # -- WSGI -----------------------------------------------------------------------------------
 
     def _take_fault(self, path: str) -> _Fault | None:
@@ -412,13 +466,16 @@ class FakeWeChat:
         form = {k: v for k, v in request.form.items()} if request.form else {}
         req = FakeRequest(request.method, request.path, args, body, files, form, args.get("access_token"))
         try:
+            if self.ip_whitelist is not None and self.caller_ip not in self.ip_whitelist:
+                ip = self.caller_ip
+                raise WeChatFault(40164, f"invalid ip {ip} ipv6 ::ffff:{ip}, not in whitelist")
             if ep.auth:
                 self.check_token(req.token)
+                self._count_call(request.path)
             result = ep.handler(self, req)
         except WeChatFault as fault_:
-            return _json(
-                {"errcode": fault_.errcode, "errmsg": f"{fault_.errmsg} rid: {secrets.token_hex(4)}"}
-            )
+            rid = self._remember_rid(req, fault_)
+            return _json({"errcode": fault_.errcode, "errmsg": f"{fault_.errmsg} rid: {rid}", **fault_.extra})
         if isinstance(result, Response):
             return result
         if isinstance(result, bytes):

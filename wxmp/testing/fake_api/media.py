@@ -2,7 +2,8 @@
 
 Temporary media live in ``fake.state["media"]`` for 3 days of ``fake.clock``; permanent material
 in ``fake.state["materials"]``. Rules: bad ``type`` -> 40004; no multipart ``media`` field ->
-41005; a raw non-ASCII filename (WeChat wants it percent-encoded) or a wrong extension -> 40005;
+41005; a raw non-ASCII filename (WeChat wants it percent-encoded) or a wrong extension -> 40005 (temporary:
+image jpg/png/gif, voice amr/mp3; permanent: image also bmp, voice mp3/wma/wav/amr);
 too large -> 40006 (sizes of wechat-api.md §5.6); unknown or expired media_id -> 40007; a
 permanent video without its ``description`` form field (JSON title/introduction) -> 40035.
 """
@@ -17,15 +18,24 @@ from werkzeug.wrappers import Response
 from ..fake import FakeRequest, FakeWeChat, WeChatFault, endpoint
 from ._util import LOCK, next_id, state
 
-__all__ = ["materials", "media"]
+__all__ = ["article_images", "materials", "media"]
 
 MB = 1024 * 1024
 LIFETIME = 3 * 24 * 3600
+# Formats per kind, from the temporary-media and permanent-material pages
+# (developers.weixin.qq.com/doc/offiaccount/Asset_Management/New_temporary_materials.html and
+# .../Adding_Permanent_Assets.html): temporary images PNG/JPEG/JPG/GIF and voice AMR/MP3;
+# permanent images add BMP, permanent voice is MP3/WMA/WAV/AMR. Speex is never accepted.
 _RULES: dict[str, tuple[tuple[str, ...], int]] = {
-    "image": (("jpg", "jpeg", "png", "gif", "bmp"), 10 * MB),
-    "voice": (("amr", "mp3", "speex"), 2 * MB),
+    "image": (("jpg", "jpeg", "png", "gif"), 10 * MB),
+    "voice": (("amr", "mp3"), 2 * MB),
     "video": (("mp4",), 10 * MB),
     "thumb": (("jpg", "jpeg"), 64 * 1024),
+}
+_PERMANENT_RULES: dict[str, tuple[tuple[str, ...], int]] = {
+    **_RULES,
+    "image": (("bmp", "png", "jpeg", "jpg", "gif"), 10 * MB),
+    "voice": (("mp3", "wma", "wav", "amr"), 2 * MB),
 }
 _IMG_RULE = (("jpg", "jpeg", "png"), 1 * MB)
 
@@ -33,6 +43,11 @@ _IMG_RULE = (("jpg", "jpeg", "png"), 1 * MB)
 def media(fake: FakeWeChat) -> dict[str, dict[str, Any]]:
     """Temporary media: media_id -> {"type", "content", "filename", "content_type", "created_at"}."""
     return state(fake, "media", dict)
+
+
+def article_images(fake: FakeWeChat) -> dict[str, dict[str, Any]]:
+    """Images hosted by ``media/uploadimg`` for article bodies: url -> {"content", "filename", ...}."""
+    return state(fake, "article_images", dict)
 
 
 def materials(fake: FakeWeChat) -> dict[str, dict[str, Any]]:
@@ -95,16 +110,17 @@ def _get(fake: FakeWeChat, req: FakeRequest) -> Any:
 def _upload_img(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     item = _file(req, _IMG_RULE)
     n = next_id(fake, "media")
-    with LOCK:
-        state(fake, "article_images", dict)[n] = item
     ext = item["filename"].rsplit(".", 1)[-1].lower()
-    return {"url": f"http://mmbiz.qpic.cn/mmbiz_{ext}/fake{n:08d}/0"}
+    url = f"http://mmbiz.qpic.cn/mmbiz_{ext}/fake{n:08d}/0"
+    with LOCK:
+        article_images(fake)[url] = item
+    return {"url": url}
 
 
 @endpoint("POST", "/cgi-bin/material/add_material")
 def _add(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     kind = _kind(req)
-    item = _file(req, _RULES[kind])
+    item = _file(req, _PERMANENT_RULES[kind])
     item["type"] = kind
     if kind == "video":
         try:

@@ -1,8 +1,8 @@
 """Fake menus: create/get/delete, the current self-menu, conditional menus and trymatch.
 
 WeChat's checks, with its error codes: ``\\uXXXX`` escapes in the body -> 40033; 1..3 buttons ->
-40016; sub-buttons 1..5 -> 40023; unknown type -> 40017/40024; names over 16/60 bytes ->
-40018/40025; keys over 128 bytes -> 40019/40026; urls over 1024 bytes -> 40020/40027; a missing
+40016; sub-buttons 1..5 -> 40023; a third level -> 40022; unknown type -> 40017/40024; names over
+16/60 bytes -> 40018/40025; keys over 128 bytes -> 40019/40026; urls over 1024 bytes -> 40020/40027; a missing
 field the type needs -> 40035 (wechat-api.md §5.1, §7).
 """
 
@@ -34,6 +34,8 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "article_view_limited": ("article_id",),
 }
 
+_PRIVACY_FIELDS = ("sex", "country", "province", "city", "language")
+
 # (top-level code, sub-button code) per rule
 _TYPE = (40017, 40024)
 _NAME = (40018, 40025)
@@ -55,7 +57,7 @@ def _check_button(button: Any, sub: bool) -> None:
     kids = button.get("sub_button") or []
     if kids:
         if sub:
-            raise WeChatFault(40023, "invalid sub button size")
+            raise WeChatFault(40022, "invalid sub menu level")
         if not 1 <= len(kids) <= 5:
             raise WeChatFault(40023, "invalid sub button size")
         for kid in kids:
@@ -146,6 +148,9 @@ def _add_conditional(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     rule = req.json.get("matchrule")
     if not isinstance(rule, dict) or not any(v not in (None, "") for v in rule.values()):
         raise WeChatFault(65304, "match rule empty")
+    if any(rule.get(field) not in (None, "") for field in _PRIVACY_FIELDS):
+        # Refused since WeChat's privacy changes (2021-12): only tag_id and client_platform_type remain.
+        raise WeChatFault(65320, "matchrule contains invalid field")
     with LOCK:
         menus = _menus(fake)
         if menus["default"] is None:
@@ -172,11 +177,9 @@ def _matches(rule: dict[str, Any], user: dict[str, Any]) -> bool:
     tag = rule.get("tag_id") or rule.get("group_id")
     if tag not in (None, "") and int(tag) not in [int(t) for t in user.get("tagid_list", [])]:
         return False
-    for field in ("sex", "country", "province", "city", "language"):
-        wanted = rule.get(field)
-        if wanted not in (None, "") and str(user.get(field, "")) != str(wanted):
-            return False
-    return True
+    # A user's platform: set "client_platform_type" (1 iOS, 2 Android, 3 others) on the fake user.
+    platform = rule.get("client_platform_type")
+    return platform in (None, "") or str(user.get("client_platform_type", "")) == str(platform)
 
 
 @endpoint("POST", "/cgi-bin/menu/trymatch")

@@ -4,7 +4,8 @@ A test plays the user who approves the authorisation page with :func:`authorize`
 the ``code`` WeChat would append to the redirect. Rules: wrong appid/secret -> 40013/40125; bad
 grant_type -> 40002; unknown or expired (5 min) code -> 40029; a code used twice -> 40163; unknown
 refresh_token -> 40030, expired (30 days) -> 42002; unknown web token -> 40001, expired (7200 s)
--> 42001; openid not the token's -> 40003; userinfo with an snsapi_base token -> 48001. These
+-> 42001; openid not the token's -> 40003; userinfo with an snsapi_base token -> 48001. ``unionid``
+comes only with snsapi_userinfo; a snapshot-page user gets ``is_snapshotuser: 1``. These
 endpoints take the per-user web token, never the account's access_token.
 """
 
@@ -27,13 +28,23 @@ def _store(fake: FakeWeChat) -> dict[str, dict[str, Any]]:
     return state(fake, "oauth", lambda: {"codes": {}, "tokens": {}, "refresh": {}})
 
 
-def authorize(fake: FakeWeChat, openid: str, scope: str = "snsapi_base") -> str:
-    """The user ``openid`` approves the authorisation page: return the redirect's ``code``."""
+def authorize(fake: FakeWeChat, openid: str, scope: str = "snsapi_base", *, snapshot: bool = False) -> str:
+    """The user ``openid`` approves the authorisation page: return the redirect's ``code``.
+
+    ``snapshot``: the page was opened as a snapshot (朋友圈 preview), so the openid is a virtual
+    user's and the exchange answers ``is_snapshotuser: 1``.
+    """
     if scope not in ("snsapi_base", "snsapi_userinfo"):
         raise ValueError(f"scope {scope!r}")
     code = secrets.token_hex(16)
     with LOCK:
-        _store(fake)["codes"][code] = {"openid": openid, "scope": scope, "at": fake.clock(), "used": False}
+        _store(fake)["codes"][code] = {
+            "openid": openid,
+            "scope": scope,
+            "at": fake.clock(),
+            "used": False,
+            "snapshot": snapshot,
+        }
     return code
 
 
@@ -44,7 +55,9 @@ def _credentials(fake: FakeWeChat, req: FakeRequest, *, secret: bool) -> None:
         raise WeChatFault(40125, "invalid appsecret")
 
 
-def _grant(fake: FakeWeChat, openid: str, scope: str, refresh_token: str | None = None) -> dict[str, Any]:
+def _grant(
+    fake: FakeWeChat, openid: str, scope: str, refresh_token: str | None = None, snapshot: bool = False
+) -> dict[str, Any]:
     now = fake.clock()
     store = _store(fake)
     token = "W" + secrets.token_urlsafe(40)
@@ -64,8 +77,10 @@ def _grant(fake: FakeWeChat, openid: str, scope: str, refresh_token: str | None 
         "scope": scope,
     }
     unionid = fake.users.get(openid, {}).get("unionid")
-    if unionid:
+    if unionid and scope == "snsapi_userinfo":  # WeChat: unionid only with snsapi_userinfo
         result["unionid"] = unionid
+    if snapshot:
+        result["is_snapshotuser"] = 1
     return result
 
 
@@ -81,7 +96,7 @@ def _exchange(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
         if grant["used"]:
             raise WeChatFault(40163, "code been used")
         grant["used"] = True
-        return _grant(fake, grant["openid"], grant["scope"])
+        return _grant(fake, grant["openid"], grant["scope"], snapshot=grant.get("snapshot", False))
 
 
 @endpoint("GET", "/sns/oauth2/refresh_token", auth=False)

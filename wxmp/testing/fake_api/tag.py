@@ -2,7 +2,7 @@
 
 Tags live in ``fake.state["tags"]`` (id -> name; ids from 100, 0..2 are WeChat's reserved system
 tags); a user's tags in ``fake.users[openid]["tagid_list"]``. Rules: empty name -> 40035; name over
-30 characters -> 45158; duplicate name -> 45157; more than 100 tags -> 45056; changing a system
+30 bytes of UTF-8 -> 45158; duplicate name -> 45157; more than 100 tags -> 45056; changing a system
 tag -> 45058; unknown tag -> 45159; more than 50 openids per call -> 40032; a user with more than
 20 tags -> 45059; unknown openid -> 40003.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..fake import FakeRequest, FakeWeChat, WeChatFault, endpoint
-from ._util import LOCK, follower, next_id, openid_page, state
+from ._util import LOCK, follower, next_id, openid_page, state, utf8_len
 
 __all__ = ["tags"]
 
@@ -28,7 +28,7 @@ def _name(data: dict[str, Any], existing: dict[int, str], own_id: int | None = N
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise WeChatFault(40035, "invalid args, missing tag name")
-    if len(name) > 30:
+    if utf8_len(name) > 30:  # WeChat counts bytes: 10 Chinese characters fill it
         raise WeChatFault(45158, "tag name too long")
     if any(n == name and i != own_id for i, n in existing.items()):
         raise WeChatFault(45157, "invalid tag name")

@@ -2,7 +2,7 @@
 
 Followers are ``fake.users`` entries with ``subscribe`` set, in insertion order; pages hold
 ``fake.state["page_size"]`` openids (default 10,000, WeChat's). Rules: more than 100 openids in a
-batchget or 20 in a blacklist call -> 40032; unknown openid -> 40003; remark of 30 characters or
+batchget or 20 in a blacklist call -> 40032; unknown openid -> 40003; remark of 30 bytes (UTF-8) or
 more -> 40035.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..fake import FakeRequest, FakeWeChat, WeChatFault, endpoint
-from ._util import LOCK, follower, openid_page, state
+from ._util import LOCK, follower, openid_page, state, utf8_len
 
 __all__ = ["add_followers", "blacklisted", "followers"]
 
@@ -71,8 +71,9 @@ def _remark(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
     data = req.json
     req.require(data, "openid")
     remark = data.get("remark", "")
-    if not isinstance(remark, str) or len(remark) >= 30:
-        raise WeChatFault(40035, "invalid args, remark too long")  # under 30 chars (wechat-api.md §5.3)
+    if not isinstance(remark, str) or utf8_len(remark) >= 30:
+        # "under 30 bytes" (WeChat counts UTF-8 bytes: 9 Chinese characters fit, 10 do not)
+        raise WeChatFault(40035, "invalid args, remark too long")
     user = follower(fake, data["openid"])
     with LOCK:
         user["remark"] = remark
