@@ -9,7 +9,7 @@ request publishes it and waits for the result, or sends a preview. Uploads are r
 ``.wxmp-uploads.json`` next to the article, by content hash and account, so a re-run on an unchanged
 file uploads nothing and reuses its draft.
 
-Needs the ``publish`` extra (markdown-it-py): ``pip install 'wxmp[publish]'``.
+Needs the ``publish`` extra (markdown-it-py): ``pip install 'flask-wxmp[publish]'``.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _markdown() -> Any:
         from markdown_it import MarkdownIt
     except ImportError:  # pragma: no cover - depends on the environment
         raise PublishError(
-            "publishing Markdown needs the publish extra: pip install 'wxmp[publish]'"
+            "publishing Markdown needs the publish extra: pip install 'flask-wxmp[publish]'"
         ) from None
     from markdown_it.common.utils import escapeHtml
 
