@@ -466,3 +466,18 @@ def test_two_accounts_times_four_processes_on_one_redis(redis_url):
         # Each fake only ever saw its own account's credentials.
         assert all(r.args.get("appid") in (None, fake_a.appid) for r in fake_a.requests)
         assert all(r.args.get("appid") in (None, fake_b.appid) for r in fake_b.requests)
+
+
+def test_the_script_example_runs_without_flask():
+    script = TESTS.parent / "examples" / "script.py"
+    code = f"import runpy, sys; sys.argv = [{str(script)!r}, '--fake']; runpy.run_path({str(script)!r}, run_name='__main__')"
+    wrapper = f"import sys\ntry:\n    exec({code!r})\nexcept SystemExit as e:\n    print('flask' in sys.modules); raise"
+    out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[:3] == [
+        "3 follower(s): oDemoFollower0, oDemoFollower1, oDemoFollower2",
+        "tagged them with #100 script-demo",
+        "sent a customer-service message to oDemoFollower0",
+    ]
+    assert lines[-1] == "False"  # the script never imported Flask
