@@ -19,9 +19,11 @@ simple     a dict (one process)     ``threading.Lock``                  the dict
 ========== ======================== =================================== ===========================
 
 Every key is made safe for every backend (memcached refuses spaces, control characters and keys
-over 250 bytes): a long or unusual key is replaced by its SHA-256. A backend that fails is not
-asked again for a few seconds (a circuit breaker), so a Redis that drops packets costs one short
-timeout, not one per call; a cache folder created by wxmp is private (0700).
+over 250 bytes): a long or unusual key is replaced by its SHA-256. Network backends get short
+timeouts (0.5 s) and a backend that timed out is not asked again for a few seconds (a circuit
+breaker), so a Redis that drops packets costs one short wait, not one per call; failures are
+logged at most once a minute. A cache folder created by wxmp is private (0700), and one that
+other users may write to is refused.
 """
 
 from __future__ import annotations
