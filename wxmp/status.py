@@ -51,9 +51,11 @@ _PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 #: Message kinds counted by name; anything else (a MsgType or Event wxmp does not know, which an
 #: attacker with one captured query string could make up by the thousand) is counted as "other".
-KNOWN_KINDS = frozenset(MESSAGE_TYPES) | frozenset(
-    "location_event" if name == "location" else name for name in EVENT_TYPES
-) | {"event"}
+KNOWN_KINDS = (
+    frozenset(MESSAGE_TYPES)
+    | frozenset("location_event" if name == "location" else name for name in EVENT_TYPES)
+    | {"event"}
+)
 MAX_ERRCODES = 64
 _OTHER_CODE = -999_999  # shown as "other"
 
