@@ -220,6 +220,7 @@ class Rig:
             "WXMP_SECRET": fake.secret,
             "WXMP_TOKEN": TOKEN,
             "WXMP_AES_KEY": AES_KEY,
+            "WXMP_ALLOW_PLAINTEXT": True,  # the soak alternates plaintext and safe pushes
             "WXMP_API_BASE": fake.url,
             "WXMP_CACHE": redis_server.url,
             "WXMP_STABLE_TOKEN": False,  # the classic endpoint: every fetch kills the previous token

@@ -49,8 +49,9 @@ def fake() -> Iterator[FakeWeChat]:
 def bot(fake, make_app, redis_url):
     """(app, wx, runs, errors): the soak handler in process; ``runs`` counts runs per MsgId."""
     app, wx = make_app(
-        fake, token=TOKEN, aes_key=AES_KEY, cache=redis_url, stable_token=False, timeout=0.5, refresher=False
-    )
+        fake, token=TOKEN, aes_key=AES_KEY, cache=redis_url, stable_token=False, timeout=0.5, refresher=False,
+        allow_plaintext=True,  # the soak alternates plaintext and safe pushes
+    )  # fmt: skip
     runs: dict[int, int] = {}
     errors: list[WxMPError] = []
 

@@ -222,7 +222,8 @@ class _Errors(logging.Handler):
 
 @pytest.fixture(scope="module")
 def cb():
-    callback = Callback(TOKEN, AES_KEY, APPID, clock=FakeClock(NOW), max_body=4096)
+    # allow_plaintext: the fuzzed users below send in both modes.
+    callback = Callback(TOKEN, AES_KEY, APPID, clock=FakeClock(NOW), max_body=4096, allow_plaintext=True)
 
     @callback.on("text")
     def echo(msg):
@@ -263,8 +264,12 @@ def assert_clean(cb: Any, status: int) -> None:
     assert not cb.errors.records, [r.getMessage() for r in cb.errors.records]
 
 
+_NONCES = itertools.count(12345)
+
+
 def signed_query(extra: dict[str, str] | None = None, encrypt: str | None = None) -> str:
-    ts, nonce = str(int(NOW)), "12345"
+    # A fresh nonce each time: the callback refuses a seen signature that comes with another body.
+    ts, nonce = str(int(NOW)), str(next(_NONCES))
     params = {"signature": signature(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce, **(extra or {})}
     if encrypt is not None:
         params.update(encrypt_type="aes", msg_signature=signature(TOKEN, ts, nonce, encrypt))

@@ -83,7 +83,8 @@ def test_api_goes_to_the_fake_without_credentials(make: Any) -> None:
     settings = wx.state(app).settings
     assert settings.api_base == sandbox.fake.url == app.config["WXMP_API_BASE"]
     assert settings.secret == sandbox.fake.secret
-    assert settings.token == SANDBOX_TOKEN  # the callback needs one
+    assert settings.token is None  # the sandbox talks to its own callback with SANDBOX_TOKEN
+    assert sandbox.callback.token == SANDBOX_TOKEN
     assert settings.refresher == "off"  # lazy: no thread for a local try-out
     with app.app_context():
         wx.menu.create({"button": [{"type": "click", "name": "Hi", "key": "HI"}]})
@@ -93,10 +94,12 @@ def test_api_goes_to_the_fake_without_credentials(make: Any) -> None:
 
 
 def test_explicit_sandbox_keeps_the_appid_for_aes(make: Any) -> None:
-    app, wx = make(SANDBOX=True, APPID="wx1234567890abcdef", SECRET="real", TOKEN="tok123", AES_KEY=AES_KEY)
+    app, wx = make(SANDBOX=True, APPID="wx1234567890abcdef", TOKEN="tok123", AES_KEY=AES_KEY)
     settings = wx.state(app).settings
     assert settings.appid == "wx1234567890abcdef"
-    assert settings.secret != "real" and settings.token == "tok123"
+    assert settings.token == "tok123"  # the app's own callback keeps its Token...
+    callback = app.extensions["wxmp.sandbox"].callback
+    assert callback.token == SANDBOX_TOKEN and callback.crypto is not None  # ...the sandbox never uses it
 
 
 def test_templates_are_found() -> None:

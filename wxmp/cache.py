@@ -19,9 +19,11 @@ simple     a dict (one process)     ``threading.Lock``                  the dict
 ========== ======================== =================================== ===========================
 
 Every key is made safe for every backend (memcached refuses spaces, control characters and keys
-over 250 bytes): a long or unusual key is replaced by its SHA-256. A backend that fails is not
-asked again for a few seconds (a circuit breaker), so a Redis that drops packets costs one short
-timeout, not one per call; a cache folder created by wxmp is private (0700).
+over 250 bytes): a long or unusual key is replaced by its SHA-256. Network backends get short
+timeouts (0.5 s) and a backend that timed out is not asked again for a few seconds (a circuit
+breaker), so a Redis that drops packets costs one short wait, not one per call; failures are
+logged at most once a minute. A cache folder created by wxmp is private (0700), and one that
+other users may write to is refused.
 """
 
 from __future__ import annotations
@@ -614,13 +616,17 @@ class _Foreign(Exception):
 class _Breaker:
     """Stop asking a backend that just failed, for ``cooldown`` seconds; warn at most once a minute."""
 
-    def __init__(self, name: str, clock: Callable[[], float], cooldown: float) -> None:
+    def __init__(
+        self, name: str, clock: Callable[[], float], cooldown: float, warned: list[float] | None = None
+    ) -> None:
         self.name = name
         self.clock = clock
         self.cooldown = cooldown
         self.open_until: float | None = None
         self.reason = ""
-        self.warned_at: float | None = None
+        #: When the last warning was logged; shared with the store's message store (one cause,
+        #: one warning a minute).
+        self.warned: list[float] = warned if warned is not None else []
         #: False from a failure until a write succeeds again: reads alone do not prove recovery
         #: (a read-only folder answers reads and refuses every write).
         self.writable = True
@@ -641,9 +647,9 @@ class _Breaker:
                 self.open_until = now + self.cooldown
             self.reason = reason
             self.writable = False
-            if self.warned_at is not None and now - self.warned_at < _WARN_EVERY:
+            if self.warned and now - self.warned[0] < _WARN_EVERY:
                 return
-            self.warned_at = now
+            self.warned[:] = [now]
         log.warning(
             "wxmp: the shared %s cache failed (%s); each process keeps its own token copy and WeChat's "
             "retries are not deduplicated until it works again%s",
@@ -676,13 +682,14 @@ class SharedStore:
         probe: bool = True,
         clock: Callable[[], float] = time.monotonic,
         cooldown: float | None = None,
+        _warned: list[float] | None = None,
     ) -> None:
         self.cache = cache
         self.namespace = namespace
         self._backend = _backend_for(cache)
         self.backend = self._backend.name
         self._clock = clock
-        self._breaker = _Breaker(self.backend, clock, _COOLDOWN if cooldown is None else cooldown)
+        self._breaker = _Breaker(self.backend, clock, _COOLDOWN if cooldown is None else cooldown, _warned)
         self._foreign_warned_at: float | None = None
         if probe:
             self.probe()
@@ -719,7 +726,12 @@ class SharedStore:
         if cache is None:
             return self
         return SharedStore(
-            cache, self.namespace, probe=False, clock=self._clock, cooldown=self._breaker.cooldown
+            cache,
+            self.namespace,
+            probe=False,
+            clock=self._clock,
+            cooldown=self._breaker.cooldown,
+            _warned=self._breaker.warned,
         )
 
     def key(self, name: str) -> str:

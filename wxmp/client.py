@@ -28,11 +28,16 @@ __all__ = ["ApiClient"]
 
 log = logging.getLogger("wxmp.api")
 
-_SECRET_QUERY = re.compile(r"((?:access_token|secret|appsecret|ticket|jsapi_ticket)=)[^&\s\"']+")
+#: Query parameters whose values are secrets: the account's token, secret and tickets, and a user's
+#: OAuth ``code`` and ``refresh_token`` (30 days, usable with only the public appid) — a per-user
+#: web access_token is an ``access_token`` too. Only whole parameter names match (not ``errcode=``).
+_SECRET_QUERY = re.compile(
+    r"(?<![A-Za-z0-9_])((?:access_token|refresh_token|secret|appsecret|ticket|jsapi_ticket|code)=)[^&\s\"']+"
+)
 
 
 def redact(text: str) -> str:
-    """Replace token and secret values in URLs with ``***``."""
+    """Replace token, secret and OAuth code values in URLs with ``***``."""
     return _SECRET_QUERY.sub(r"\1***", text)
 
 

@@ -12,6 +12,17 @@ The default (``WXMP_SANDBOX`` unset) is on only for a development app (``app.deb
 ``app.testing``, e.g. ``flask run --debug`` or ``FLASK_DEBUG=1``) that has no ``WXMP_SECRET``:
 never by default in production. ``register`` also mounts the status page (:mod:`wxmp.status`)
 when ``WXMP_STATUS`` is on.
+
+Isolation, so that a sandbox switched on by mistake in production gives nothing away:
+
+- with a ``WXMP_SECRET`` it is refused at start (``ConfigError``): taking over the API client of a
+  real account would send its production calls to a local fake;
+- it never signs with the app's Token nor encrypts with its EncodingAESKey: the page talks to a
+  private :class:`~wxmp.middleware.Callback` (same handlers, same app context) that uses
+  ``SANDBOX_TOKEN`` and a sandbox-only key, so no exchange shown on the page is a valid push for
+  the real callback;
+- its pages answer only direct local requests (loopback, no proxy header, a local ``Host``);
+- its memory is bounded: the last ``MAX_ITEMS`` conversation items, and the fake's records trimmed.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from flask import Blueprint, Flask, abort, current_app, jsonify, render_template
 
 from . import signals
 from .crypto import check_signature
+from .errors import ConfigError
 from .messages import parse_fields
 from .pages import templates_dir
 from .replies import (
@@ -46,6 +58,7 @@ from .replies import (
 if TYPE_CHECKING:
     from .config import Settings
     from .extension import AppState
+    from .middleware import Callback
     from .testing.fake import FakeWeChat
 
 __all__ = ["SANDBOX_TOKEN", "Sandbox", "prepare", "register", "templates_dir"]
@@ -54,7 +67,13 @@ log = logging.getLogger("wxmp.sandbox")
 
 #: The callback Token used when the app configures none (the sandbox needs a callback to talk to).
 SANDBOX_TOKEN = "wxmpsandbox"  # noqa: S105 (a local fake's Token, not a secret)
-SANDBOX_APPID = "wx00000000sandbox"
+SANDBOX_APPID = "wx000000000sandbox"
+#: The EncodingAESKey of the sandbox's private callback (a local fake's, not a secret).
+SANDBOX_AES_KEY = "wxmpSandboxAesKey00000000000000000000000000"
+#: Conversation items kept; older ones are dropped (the page has shown them already).
+MAX_ITEMS = 200
+#: Records of the sandbox's fake WeChat kept (requests, customer-service messages, mass jobs).
+MAX_RECORDS = 200
 SANDBOX_OPENID = "oSandboxUser000000000000000"
 SANDBOX_ACCOUNT = "gh_wxmpsandbox"
 SANDBOX_IMAGE = "SANDBOX_IMAGE"
@@ -73,20 +92,19 @@ _SAMPLE_SVG = (
 def prepare(app: Flask, settings: Settings) -> Settings:
     """Start the sandbox's FakeWeChat and return ``settings`` pointed at it.
 
-    Called by ``WxMP.init_app`` before the API client is built. The account's appid is kept when
-    one is configured (so an AES key keeps working); the secret and API base become the fake's; a
-    callback Token and a process-local cache are supplied when none are configured.
+    Called by ``WxMP.init_app`` before the API client is built, only for an app without a secret
+    (the settings refuse the sandbox beside one). The account's appid is kept when one is
+    configured; the secret and API base become the fake's; a process-local cache is supplied when
+    none is configured. The app's Token is left alone: the sandbox signs with its own.
     """
     from .testing.fake import FakeWeChat
 
-    if settings.secret:
-        log.warning("WXMP_SANDBOX is on: API calls go to a local fake WeChat, not %s", settings.api_base)
+    if settings.secret:  # Settings refuses this; a hand-built Settings must not get around it
+        raise ConfigError("WXMP_SANDBOX", "cannot run beside a real WXMP_SECRET")
     fake = FakeWeChat(appid=settings.appid or SANDBOX_APPID).start()
     sandbox = Sandbox(fake)
     app.extensions["wxmp.sandbox"] = sandbox
     changes: dict[str, Any] = {"appid": fake.appid, "secret": fake.secret, "api_base": fake.url}
-    if settings.token is None:
-        changes["token"] = SANDBOX_TOKEN
     if settings.cache is None:
         # The fake's tokens die with the process: keep them out of the shared filesystem cache.
         changes["cache"] = "simple"
@@ -106,9 +124,26 @@ def register(app: Flask, state: AppState) -> None:
         app.register_blueprint(_assets())
     if not state.settings.sandbox or sandbox is None:
         return
+    sandbox.callback = _private_callback(app, state)
     signals.handler_failed.connect(sandbox._handler_failed, sender=state.sender, weak=False)
     app.register_blueprint(_blueprint())
     log.info("wxmp sandbox at /wxmp/sandbox (API calls answered by %s)", sandbox.fake.url)
+
+
+def _private_callback(app: Flask, state: AppState) -> Callback:
+    """The sandbox's own callback: the app's handlers and app context, the sandbox's Token and key."""
+    from .middleware import Callback
+
+    settings = state.settings
+    return Callback(
+        SANDBOX_TOKEN,
+        SANDBOX_AES_KEY if settings.aes_key else None,
+        settings.appid,
+        path=settings.callback_path,
+        router=state.sender.router,
+        context=app.app_context,
+        sender=state.sender,
+    )
 
 
 # -- the conversation ----------------------------------------------------------------------------
@@ -124,6 +159,8 @@ class Sandbox:
         self.openid = openid
         self.account = account
         self.items: list[dict[str, Any]] = []
+        self.callback: Callback | None = None
+        self._next_id = 1
         self._lock = threading.RLock()
         self._seen = {"custom": 0, "preview": 0, "mass": 0}
         # The handler runs in a delivery thread started by act(), which copies the context.
@@ -169,8 +206,12 @@ class Sandbox:
             return out
 
     def _add(self, side: str, kind: str, data: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-        item = {"id": len(self.items) + 1, "side": side, "kind": kind, "time": time.time(), **data, **extra}
+        item = {"id": self._next_id, "side": side, "kind": kind, "time": time.time(), **data, **extra}
+        self._next_id += 1
         self.items.append(item)
+        excess = len(self.items) - MAX_ITEMS
+        if excess > 0:
+            del self.items[:excess]
         return item
 
     # -- what handlers sent through the API -------------------------------------------------------
@@ -198,6 +239,26 @@ class Sandbox:
                 if job["endpoint"] == "sendall" or (isinstance(to, list) and self.openid in to):
                     self._push(body, "mass")
             self._seen["mass"] = len(jobs)
+            self._trim(state)
+
+    def _trim(self, state: dict[str, Any]) -> None:
+        """Drop the fake's records beyond MAX_RECORDS (called with the fake's LOCK held)."""
+        for name, seen in (("custom_messages", "custom"), ("mass_previews", "preview")):
+            records = state.get(name)
+            if records is not None and len(records) > MAX_RECORDS:
+                cut = len(records) - MAX_RECORDS
+                del records[:cut]
+                self._seen[seen] = max(0, self._seen[seen] - cut)
+        jobs = state.get("mass_jobs")
+        if jobs is not None and len(jobs) > MAX_RECORDS:
+            cut = len(jobs) - MAX_RECORDS
+            for msg_id in list(jobs)[:cut]:
+                del jobs[msg_id]
+            self._seen["mass"] = max(0, self._seen["mass"] - cut)
+        with self.fake._lock:
+            excess = len(self.fake.requests) - MAX_RECORDS
+            if excess > 0:
+                del self.fake.requests[:excess]
 
     def _push(self, body: Mapping[str, Any], via: str) -> None:
         kind = body.get("msgtype", "")
@@ -244,20 +305,21 @@ class Sandbox:
         msg_type, fields, shown = _action(action)
         from .testing.user import WeChatUser
 
-        settings = current_app.extensions["wxmp"].state(app).settings
-        assert settings.token is not None
+        callback = self.callback
+        if callback is None:
+            abort(404)
         wire: dict[str, Any] = {}
         user = WeChatUser(
-            _recording(app.wsgi_app, wire),
-            settings.token,
-            aes_key=settings.aes_key,
-            appid=settings.appid if settings.aes_key else None,
+            _recording(callback, wire),
+            SANDBOX_TOKEN,
+            aes_key=SANDBOX_AES_KEY if callback.crypto is not None else None,
+            appid=callback.appid if callback.crypto is not None else None,
             openid=self.openid,
             account=self.account,
-            path=settings.callback_path,
+            path=callback.path,
         )
         with self._lock:
-            first = len(self.items) + 1
+            first = self._next_id
             if msg_type == "event" and fields.get("Event") in ("subscribe", "unsubscribe"):
                 self._follow(fields["Event"] == "subscribe")
             xml = user.message_xml(msg_type, fields)
@@ -462,6 +524,13 @@ def _sandbox() -> Sandbox:
 
 def _blueprint() -> Blueprint:
     bp = Blueprint("wxmp_sandbox", __name__, url_prefix="/wxmp", template_folder=str(templates_dir()))
+
+    @bp.before_request
+    def guard() -> None:
+        from .status import local_request
+
+        if not local_request():
+            abort(403)
 
     @bp.get("/sandbox")
     def page() -> str:

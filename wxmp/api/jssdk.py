@@ -3,6 +3,16 @@
 The ticket (``GET /cgi-bin/ticket/getticket?type=jsapi``) has a low quota, so it goes through
 the same :class:`~wxmp.token.TokenManager` as the access_token: one copy in the shared cache,
 fetched once per lifetime for the whole fleet and refreshed ahead of expiry by the refresher.
+
+Sign the URL exactly as the browser has it (``location.href`` without ``#...``)::
+
+    @app.get("/page/<name>")
+    def page(name):
+        config = wx.jssdk.config(wx.jssdk.page_url(request), api_list=["updateAppMessageShareData"])
+        return render_template("page.html", wx_config=config)
+
+Not ``request.url``: Flask decodes it, so ``/page/%E4%B8%AD%E6%96%87`` would be signed as
+``/page/中文`` and WeChat's check in the browser fails (invalid signature).
 """
 
 from __future__ import annotations
@@ -11,14 +21,15 @@ import hashlib
 import secrets
 import string
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from ..errors import NetworkError
 from ..token import TokenManager
 from ._base import ApiGroup
 
-__all__ = ["JSSDKAPI", "sign"]
+__all__ = ["JSSDKAPI", "page_url", "sign"]
 
 _NONCE_CHARS = string.ascii_letters + string.digits
 
@@ -28,6 +39,39 @@ def sign(ticket: str, noncestr: str, timestamp: int | str, url: str) -> str:
     fields = {"jsapi_ticket": ticket, "noncestr": noncestr, "timestamp": str(timestamp), "url": url}
     plain = "&".join(f"{key}={fields[key]}" for key in sorted(fields))
     return hashlib.sha1(plain.encode("utf-8")).hexdigest()
+
+
+#: ASCII a browser leaves as it is in a path (the URL Standard's path percent-encode set is
+#: controls, space, " # < > ? ` { }; everything non-ASCII is encoded as UTF-8).
+_PATH_SAFE = "!$&'()*+,-./:;=@[]^_|~"
+
+
+def page_url(request: Any, base: str | None = None) -> str:
+    """The URL of the current page as the browser's ``location.href`` has it, for :func:`sign`.
+
+    ``request`` is a Flask/werkzeug request or a WSGI environ. The path and query come from the raw
+    request line (``REQUEST_URI`` from werkzeug's server, ``RAW_URI`` from gunicorn), not from
+    the decoded path; without one, the path is re-encoded as a browser would. ``base`` (the
+    group's ``WXMP_PUBLIC_URL``) gives the scheme and host the browser uses; without it they
+    come from the request, which behind a TLS-terminating proxy says ``http``.
+    """
+    environ: Mapping[str, Any] = getattr(request, "environ", request)
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if isinstance(raw, str) and raw.startswith(("http://", "https://")):
+        parts = urlsplit(raw)
+        raw = parts.path + (f"?{parts.query}" if parts.query else "")
+    if not isinstance(raw, str) or not raw.startswith("/"):
+        # WSGI gives PATH_INFO as the decoded bytes read as latin-1; QUERY_STRING as sent.
+        path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+        raw = quote(path.encode("latin-1", "replace"), safe=_PATH_SAFE)
+        query = environ.get("QUERY_STRING")
+        if query:
+            raw += "?" + str(query)
+    if base is None:
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        base = f"{scheme}://{host}"
+    return base.rstrip("/") + raw.split("#", 1)[0]
 
 
 class JSSDKAPI(ApiGroup):
@@ -50,6 +94,10 @@ class JSSDKAPI(ApiGroup):
     def ticket(self) -> str:
         """A valid jsapi_ticket from the shared cache: ``GET /cgi-bin/ticket/getticket`` when due."""
         return self.manager.get()
+
+    def page_url(self, request: Any) -> str:
+        """The current page's URL as the browser has it (see :func:`page_url`), on ``WXMP_PUBLIC_URL``."""
+        return page_url(request, self.settings.public_url)
 
     def config(
         self,

@@ -3,22 +3,90 @@
 These calls use the *per-user* web access_token that :meth:`OAuthAPI.exchange` returns, never the
 account's shared token: the client sends them with ``auth=False``, and ``exchange``/``refresh``
 carry the appid (and secret) from the settings.
+
+The flow, safely (login CSRF: without a ``state`` bound to this browser, a code obtained in
+someone else's flow would log this session in as them)::
+
+    @app.get("/login")
+    def login():
+        state = new_state(session)                        # random, remembered in this session
+        return redirect(wx.oauth.authorize_url("/auth/wechat", state=state))  # WXMP_PUBLIC_URL + path
+
+    @app.get("/auth/wechat")
+    def callback():
+        if not check_state(session, request.args.get("state")):   # single use, expires
+            abort(400)
+        grant = wx.oauth.exchange(request.args["code"])
+        session["openid"] = grant["openid"]
 """
 
 from __future__ import annotations
 
+import hmac
 import re
+import secrets
+import time
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import quote
 
 from ..errors import ConfigError, InvalidOpenIDError, TokenInvalidError
 from ._base import ApiGroup
 
-__all__ = ["OAuthAPI"]
+__all__ = ["OAuthAPI", "check_state", "new_state"]
 
 AUTHORIZE_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
 SCOPES = ("snsapi_base", "snsapi_userinfo")
 _STATE = re.compile(r"[A-Za-z0-9]{0,128}")
+#: Where :func:`new_state` keeps a session's pending states: ``[[state, issued_at], ...]``.
+STATE_KEY = "wxmp_oauth_states"
+#: A state is good for this long (a user who leaves the consent page open longer starts again),
+#: and a session keeps at most this many pending (several tabs).
+STATE_MAX_AGE = 600
+STATE_MAX_PENDING = 5
+
+
+def new_state(session: MutableMapping[str, Any], *, now: float | None = None) -> str:
+    """A fresh random ``state`` for :meth:`OAuthAPI.authorize_url`, remembered in ``session``.
+
+    ``session`` is the user's session (``flask.session`` or any mutable mapping stored per
+    browser). 32 hex characters: within WeChat's limit of 128 letters and digits.
+    """
+    now = time.time() if now is None else now
+    state = secrets.token_hex(16)
+    pending = [p for p in _pending(session) if now - p[1] < STATE_MAX_AGE][-(STATE_MAX_PENDING - 1) :]
+    session[STATE_KEY] = [*pending, [state, now]]
+    return state
+
+
+def check_state(session: MutableMapping[str, Any], state: Any, *, now: float | None = None) -> bool:
+    """True if ``state`` (the redirect's ``state`` argument) was issued to this session and is fresh.
+
+    Each state is good once: it is removed whether or not it matched in time.
+    """
+    now = time.time() if now is None else now
+    if not isinstance(state, str) or not state:
+        return False
+    given = state.encode("utf-8")
+    pending = _pending(session)
+    for entry in pending:
+        if hmac.compare_digest(entry[0].encode("utf-8"), given):
+            session[STATE_KEY] = [p for p in pending if p is not entry]  # reassigned: the session saves it
+            return now - entry[1] < STATE_MAX_AGE
+    return False
+
+
+def _pending(session: MutableMapping[str, Any]) -> list[list[Any]]:
+    """The session's pending states, ignoring anything malformed (a session is user-controlled input
+    when it is not signed)."""
+    value = session.get(STATE_KEY)
+    if not isinstance(value, list):
+        return []
+    return [
+        p
+        for p in value
+        if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], (int, float))
+    ]
 
 
 class OAuthAPI(ApiGroup):
@@ -48,12 +116,17 @@ class OAuthAPI(ApiGroup):
         """The link that starts web authorisation (``open.weixin.qq.com/connect/oauth2/authorize``).
 
         WeChat checks the link strictly: parameters in this order and the ``#wechat_redirect``
-        suffix (wechat-api.md §5.8). ``state`` is up to 128 letters and digits. ``force_popup``
+        suffix (wechat-api.md §5.8). ``state`` is up to 128 letters and digits: give the one
+        :func:`new_state` made for this session. A ``redirect_uri`` starting with ``/`` is joined
+        to ``WXMP_PUBLIC_URL`` (never to the request's Host header, which the client chooses).
+        ``force_popup``
         adds ``forcePopup=true`` (ask the user even where WeChat would authorise silently);
         ``force_snapshot`` adds ``forceSnapShot=true`` (show the snapshot page, whose user is
         virtual: see ``is_snapshotuser`` in :meth:`exchange`). Both are documented on
         developers.weixin.qq.com/doc/offiaccount/OA_Web_Apps/Wechat_webpage_authorization.html.
         """
+        if redirect_uri.startswith("/"):
+            redirect_uri = self.redirect_uri(redirect_uri)
         if scope not in SCOPES:
             raise ValueError(f"scope {scope!r}: one of {', '.join(SCOPES)}")
         if not _STATE.fullmatch(state):
@@ -64,6 +137,19 @@ class OAuthAPI(ApiGroup):
             f"{AUTHORIZE_URL}?appid={self._appid()}&redirect_uri={quote(redirect_uri, safe='')}"
             f"&response_type=code&scope={scope}&state={state}{extra}#wechat_redirect"
         )
+
+    def redirect_uri(self, path: str) -> str:
+        """``WXMP_PUBLIC_URL`` + ``path``: the absolute callback address for :meth:`authorize_url`."""
+        base = self.settings.public_url
+        if not base:
+            raise ConfigError(
+                "WXMP_PUBLIC_URL",
+                "set it to the site's address as browsers reach it (e.g. https://example.com) to build "
+                "redirect_uri from a path; the request's Host header is chosen by the client",
+            )
+        if not path.startswith("/"):
+            raise ValueError("path must start with /")
+        return base + path
 
     def exchange(self, code: str) -> dict[str, Any]:
         """Trade the redirect's ``code`` for a per-user web token: ``GET /sns/oauth2/access_token``.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -221,7 +222,9 @@ class WeChatUser:
 
     def _signed(self) -> dict[str, str]:
         timestamp = str(int(self.clock()))
-        nonce = str(random.randint(10**8, 10**10))
+        # From the OS, not `random`: a test that seeds `random` (hypothesis does) would otherwise
+        # repeat nonces, and the callback refuses a seen signature that comes with another body.
+        nonce = str(10**8 + secrets.randbelow(10**10 - 10**8))
         return {"signature": signature(self.token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
 
     def request(
