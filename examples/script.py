@@ -20,7 +20,7 @@ from wxmp.testing import FakeWeChat
 
 
 def run(acct: Account, to: str | None) -> None:
-    followers = [openid for _, openid in zip(range(5), acct.user.iter_followers())]
+    followers = [openid for _, openid in zip(range(5), acct.user.iter_followers(), strict=False)]
     print(f"{len(followers)} follower(s): {', '.join(followers) or '-'}")
     if followers:
         tag = acct.tag.create("script-demo")["tag"]

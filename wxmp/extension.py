@@ -197,6 +197,7 @@ class WxMP(GroupAccess, Shortcuts):
 
         paths: dict[str, str] = {}
         for name, acct in accounts.items():
+            acct.handler_context = app.app_context  # handlers (and the sandbox's) see current_app
             if acct.settings.token is None:
                 app.wsgi_app = _CallbackOff(acct, app.wsgi_app)  # type: ignore[method-assign]
                 continue
@@ -206,7 +207,6 @@ class WxMP(GroupAccess, Shortcuts):
                     "WXMP_ACCOUNTS", f"accounts {paths[path]!r} and {name!r} share the callback path {path}"
                 )
             paths[path] = name
-            acct.handler_context = app.app_context
             app.wsgi_app = acct.callback.wrap(app.wsgi_app)  # type: ignore[method-assign]
 
         threaded = [a for a in accounts.values() if a.settings.refresher == "thread"]

@@ -134,16 +134,22 @@ def _private_callback(app: Flask, state: AppState) -> Callback:
     """The sandbox's own callback: the app's handlers and app context, the sandbox's Token and key."""
     from .middleware import Callback
 
+    from .slow import SlowRunner
+
     settings = state.settings
-    return Callback(
+    account = state.default
+    callback = Callback(
         SANDBOX_TOKEN,
         SANDBOX_AES_KEY if settings.aes_key else None,
         settings.appid,
         path=settings.callback_path,
-        router=state.sender.router,
-        context=app.app_context,
+        router=account.router,
+        # The account's own scope: app context, msg.account, msg.session.
+        context=account._handler_scope,
         sender=state.sender,
     )
+    callback.slow = SlowRunner(callback, account=account)  # slow handlers behave as in production
+    return callback
 
 
 # -- the conversation ----------------------------------------------------------------------------
@@ -308,6 +314,7 @@ class Sandbox:
         callback = self.callback
         if callback is None:
             abort(404)
+        settings = app.extensions["wxmp"].state(app).settings
         wire: dict[str, Any] = {}
         user = WeChatUser(
             _recording(callback, wire),
