@@ -133,7 +133,6 @@ def register(app: Flask, state: AppState) -> None:
 def _private_callback(app: Flask, state: AppState) -> Callback:
     """The sandbox's own callback: the app's handlers and app context, the sandbox's Token and key."""
     from .middleware import Callback
-
     from .slow import SlowRunner
 
     settings = state.settings
