@@ -15,11 +15,11 @@ class MiscAPI(ApiGroup):
 
     def get_callback_ip(self) -> list[str]:
         """The IPs WeChat pushes callbacks from (``ip_list``): ``GET /cgi-bin/getcallbackip``."""
-        return list(self.client.get("/cgi-bin/getcallbackip").get("ip_list", []))
+        return self.client.get("/cgi-bin/getcallbackip", then=_ip_list)
 
     def get_api_domain_ip(self) -> list[str]:
         """The IPs behind api.weixin.qq.com (``ip_list``): ``GET /cgi-bin/get_api_domain_ip``."""
-        return list(self.client.get("/cgi-bin/get_api_domain_ip").get("ip_list", []))
+        return self.client.get("/cgi-bin/get_api_domain_ip", then=_ip_list)
 
     def clear_quota(self) -> dict[str, Any]:
         """Reset every daily API quota (10 times a month): ``POST /cgi-bin/clear_quota``."""
@@ -33,5 +33,10 @@ class MiscAPI(ApiGroup):
 
         ``POST /cgi-bin/openapi/quota/get``; returns its ``quota`` object.
         """
-        result = self.client.post("/cgi-bin/openapi/quota/get", {"cgi_path": cgi_path})
-        return dict(result.get("quota", {}))
+        return self.client.post(
+            "/cgi-bin/openapi/quota/get", {"cgi_path": cgi_path}, then=lambda r: dict(r.get("quota", {}))
+        )
+
+
+def _ip_list(result: dict[str, Any]) -> list[str]:
+    return list(result.get("ip_list", []))
