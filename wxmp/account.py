@@ -42,6 +42,7 @@ from .token import Fetcher, TokenManager
 if TYPE_CHECKING:
     from cachelib import BaseCache
 
+    from .aio import AsyncAccount
     from .api.jssdk import JSSDKAPI
     from .api.mass import MassAPI
     from .api.media import MediaAPI
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from .api.tag import TagAPI
     from .api.template import TemplateAPI
     from .api.user import UserAPI
+    from .asgi import AsgiCallback
     from .middleware import Callback
 
 __all__ = ["GROUPS", "Account", "GroupAccess", "current_account", "default_cache_dir"]
@@ -260,6 +262,8 @@ class Account(GroupAccess, Shortcuts):
         self.refresher: Refresher | None = None
         self._own_refresher = False
         self._callback: Callback | None = None
+        self._aio: AsyncAccount | None = None
+        self._asgi: AsgiCallback | None = None
         self._groups: dict[str, Any] = {}
         self._lock = threading.Lock()
         fetch: Fetcher | None = None
@@ -357,6 +361,29 @@ class Account(GroupAccess, Shortcuts):
                         sender=self.sender,
                     )
         return self._callback
+
+    @property
+    def asgi(self) -> AsgiCallback:
+        """This account's callback as an ASGI app (``app.mount("/wechat", acct.asgi)``, or uvicorn)."""
+        if self._asgi is None:
+            from .asgi import AsgiCallback
+
+            self.callback  # noqa: B018 (built first: it takes the same lock)
+            with self._lock:
+                if self._asgi is None:
+                    self._asgi = AsgiCallback(self)
+        return self._asgi
+
+    @property
+    def aio(self) -> AsyncAccount:
+        """The async API client on this account's shared token: ``await acct.aio.user.get(openid)``."""
+        if self._aio is None:
+            from .aio import AsyncAccount
+
+            with self._lock:
+                if self._aio is None:
+                    self._aio = AsyncAccount(self)
+        return self._aio
 
     @contextlib.contextmanager
     def _handler_scope(self) -> Iterator[None]:
