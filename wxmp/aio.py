@@ -22,12 +22,14 @@ reads a token that is not yet due without leaving the event loop.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import os
 import weakref
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any
 
-from .client import ApiClient, Blocking, Call, Plan, R, Step, _decode, _Http, _Token
+from .client import ApiClient, Blocking, Call, Plan, R, Step, _decode, _Http, _RedactFilter, _Token
 from .errors import ConfigError, NetworkError
 
 if TYPE_CHECKING:
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
     from .token import TokenManager
 
 __all__ = ["AsyncAccount", "AsyncApiClient"]
+
+# httpx logs every request's URL at INFO; ours carry the token in the query.
+logging.getLogger("httpx").addFilter(_RedactFilter())
 
 _CLIENTS: weakref.WeakSet[AsyncApiClient] = weakref.WeakSet()
 
@@ -206,12 +211,22 @@ class AsyncApiClient(ApiClient):
         loop = asyncio.get_running_loop()
         client = self._redis_clients.get(loop)
         if client is None:
-            import redis.asyncio
-
-            kwargs = dict(cache._read_client.connection_pool.connection_kwargs)
-            client = redis.asyncio.Redis(**kwargs)
-            self._redis_clients[loop] = client
+            client = self._redis_clients[loop] = _async_redis(cache._read_client)
         return client
+
+
+def _async_redis(sync: Any) -> Any:
+    """A redis.asyncio client to the server (and database, credentials, timeouts) of a sync one."""
+    import redis.asyncio
+
+    pool = sync.connection_pool
+    accepted = inspect.signature(redis.asyncio.Redis.__init__).parameters
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in accepted}
+    if "path" in pool.connection_kwargs:
+        kwargs["unix_socket_path"] = pool.connection_kwargs["path"]
+    if "SSL" in pool.connection_class.__name__:
+        kwargs["ssl"] = True
+    return redis.asyncio.Redis(**kwargs)
 
 
 def _redis_key(store: Any, name: str) -> str:
