@@ -100,7 +100,10 @@ SAMPLES: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {
 #: Public attributes that are not reachable as awaitables, and why.
 SYNC_ONLY = {
     ("jssdk", "manager"): "a property: the jsapi_ticket's TokenManager object, no request",
-    ("jssdk", "ticket"): "a blocking property; async code awaits jssdk.config(url), which reads it in a thread",
+    (
+        "jssdk",
+        "ticket",
+    ): "a blocking property; async code awaits jssdk.config(url), which reads it in a thread",
 }
 
 #: Values that differ between two fakes by nature (random nonces, clocks).
@@ -167,7 +170,9 @@ def test_sync_and_async_helpers_send_the_same_requests_and_end_the_same_way():
     sync_fake, async_fake = _fake(), _fake()
     try:
         sync = Account(appid=sync_fake.appid, secret=sync_fake.secret, api_base=sync_fake.url, cache="simple")
-        aio = Account(appid=async_fake.appid, secret=async_fake.secret, api_base=async_fake.url, cache="simple")
+        aio = Account(
+            appid=async_fake.appid, secret=async_fake.secret, api_base=async_fake.url, cache="simple"
+        )
 
         def run_sync(key, args, kwargs):
             try:
@@ -177,7 +182,10 @@ def test_sync_and_async_helpers_send_the_same_requests_and_end_the_same_way():
 
         async def run_async(key, args, kwargs):
             try:
-                return ("ok", _shape(key, await _outcome(getattr(aio.aio.group(key[0]), key[1])(*args, **kwargs))))
+                return (
+                    "ok",
+                    _shape(key, await _outcome(getattr(aio.aio.group(key[0]), key[1])(*args, **kwargs))),
+                )
             except ApiError as exc:
                 return ("error", type(exc).__name__, exc.errcode)
 

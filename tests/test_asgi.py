@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
-
 import warnings
+from typing import Any
 
 import pytest
 
@@ -51,7 +50,9 @@ class AsgiTestClient:
 
     def open(self, path: str, *, method: str, query_string: Any, data: Any, content_type: Any) -> _Response:
         headers = {"Content-Type": content_type} if content_type else {}
-        return _Response(self.client.request(method, path, params=query_string, content=data, headers=headers))
+        return _Response(
+            self.client.request(method, path, params=query_string, content=data, headers=headers)
+        )
 
     post = open
 
@@ -160,7 +161,9 @@ def test_refusals(acct, wechat, caplog):
         from wxmp.crypto import signature
 
         params = u._signed()
-        params.update(encrypt_type="aes", msg_signature=signature(TOKEN, params["timestamp"], params["nonce"], "abc"))
+        params.update(
+            encrypt_type="aes", msg_signature=signature(TOKEN, params["timestamp"], params["nonce"], "abc")
+        )
         assert u.request("POST", params, b"<xml><Encrypt><![CDATA[abc]]></Encrypt></xml>").status == 400
         # too large: by Content-Length, 413
         big = b"<xml>" + b"x" * (acct.settings.max_body + 1) + b"</xml>"
