@@ -16,7 +16,7 @@ import pytest
 
 with warnings.catch_warnings():
     # Starlette 1.x nudges its TestClient toward another HTTP package; this one works as it is.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", UserWarning)
     from starlette.testclient import TestClient
 
 from wxmp import Account
@@ -287,3 +287,29 @@ def test_from_a_bare_wsgi_callback():
 def test_acct_asgi_is_one_object(acct):
     assert acct.asgi is acct.asgi
     assert acct.asgi.callback is acct.callback
+
+
+def test_fastapi_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    for key in ("WXMP_TOKEN", "WXMP_APPID", "WXMP_SECRET", "WXMP_AES_KEY", "WXMP_CACHE", "WXMP_API_BASE"):
+        monkeypatch.delenv(key, raising=False)
+    path = Path(__file__).resolve().parent.parent / "examples" / "fastapi_bot.py"
+    spec = importlib.util.spec_from_file_location("fastapi_bot_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "fastapi_bot_example", module)
+    spec.loader.exec_module(module)
+    try:
+        module.fake.add_user("oFan", nickname="Fan")
+        with TestClient(module.app) as client:  # FastAPI's lifespan runs through the wrapper
+            assert client.get("/").json()["bot"] == "running"
+        u = WeChatUser(AsgiTestClient(module.app), "wxmpdemo", openid="oFan")  # type: ignore[arg-type]
+        assert u.verify("ok") == "ok"
+        assert u.send_text("ping") == TextReply("ping")
+        assert u.send_text("whoami") == TextReply("You are Fan (subscribed: 1)")
+        assert "Welcome" in u.subscribe().content  # type: ignore[union-attr]
+    finally:
+        module.fake.stop()

@@ -61,7 +61,8 @@ class AsgiCallback:
     ``target`` is an :class:`~wxmp.account.Account` (its ``callback`` supplies the pipeline and
     its settings) or a WSGI :class:`~wxmp.middleware.Callback`. The app answers its callback path
     (``/wechat``) and, when mounted (``app.mount("/wechat", acct.asgi)``), the mount point itself;
-    every other request goes to ``app`` if given (``acct.asgi.wrap(fastapi_app)``), else 404.
+    every other request goes to ``app`` if given (``acct.asgi.wrap(fastapi_app)``, which answers
+    the exact callback path only), else 404.
     """
 
     def __init__(self, target: Account | WsgiCallback, *, app: ASGIApp | None = None) -> None:
@@ -83,7 +84,7 @@ class AsgiCallback:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" and self._route(scope) in (self.callback.path, "", "/"):
+        if kind == "http" and self._ours(scope):
             await self._http(scope, receive, send)
         elif self.app is not None:
             await self.app(scope, receive, send)
@@ -94,14 +95,16 @@ class AsgiCallback:
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1000})
 
-    @staticmethod
-    def _route(scope: Scope) -> str:
+    def _ours(self, scope: Scope) -> bool:
+        """The callback path; or, mounted under a prefix with nothing wrapped, the mount point."""
         # Starlette's Mount keeps the full path and extends root_path; uvicorn --root-path may not.
         path: str = scope.get("path", "")
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
-            return path[len(root) :]
-        return path
+            path = path[len(root) :]
+        if path == self.callback.path:
+            return True
+        return bool(root) and self.app is None and path in ("", "/")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
