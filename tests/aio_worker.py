@@ -32,9 +32,7 @@ async def main() -> None:
                 errors[f"{name}: {type(exc).__name__}: {exc}"] += 1
             await asyncio.sleep(cfg.get("pause", 0.01))
 
-    await asyncio.gather(
-        *(loop(name, acct) for name, acct in accounts.items() for _ in range(cfg["tasks"]))
-    )
+    await asyncio.gather(*(loop(name, acct) for name, acct in accounts.items() for _ in range(cfg["tasks"])))
     for acct in accounts.values():
         await acct.aio.aclose()
     print(json.dumps({"calls": dict(calls), "errors": dict(errors)}), flush=True)

@@ -53,6 +53,7 @@ class _RedactFilter(logging.Filter):
 
 logging.getLogger("urllib3.connectionpool").addFilter(_RedactFilter())
 
+
 class Step:
     """Something a plan yields for its client to perform (a :class:`Call` or a :class:`Blocking`)."""
 
