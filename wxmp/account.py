@@ -43,6 +43,7 @@ from .token import Fetcher, TokenManager
 if TYPE_CHECKING:
     from cachelib import BaseCache
 
+    from .aio import AsyncAccount
     from .api.datacube import DatacubeAPI
     from .api.draft import DraftAPI
     from .api.freepublish import FreePublishAPI
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from .api.tag import TagAPI
     from .api.template import TemplateAPI
     from .api.user import UserAPI
+    from .asgi import AsgiCallback
     from .middleware import Callback
 
 __all__ = ["GROUPS", "Account", "GroupAccess", "current_account", "default_cache_dir"]
@@ -291,6 +293,8 @@ class Account(GroupAccess, Shortcuts):
         self.refresher: Refresher | None = None
         self._own_refresher = False
         self._callback: Callback | None = None
+        self._aio: AsyncAccount | None = None
+        self._asgi: AsgiCallback | None = None
         self._groups: dict[str, Any] = {}
         self._lock = threading.Lock()
         fetch: Fetcher | None = None
@@ -391,6 +395,29 @@ class Account(GroupAccess, Shortcuts):
 
                     self._callback.slow = SlowRunner(self._callback, account=self)  # wxmp.slow
         return self._callback
+
+    @property
+    def asgi(self) -> AsgiCallback:
+        """This account's callback as an ASGI app (``app.mount("/wechat", acct.asgi)``, or uvicorn)."""
+        if self._asgi is None:
+            from .asgi import AsgiCallback
+
+            self.callback  # noqa: B018 (built first: it takes the same lock)
+            with self._lock:
+                if self._asgi is None:
+                    self._asgi = AsgiCallback(self)
+        return self._asgi
+
+    @property
+    def aio(self) -> AsyncAccount:
+        """The async API client on this account's shared token: ``await acct.aio.user.get(openid)``."""
+        if self._aio is None:
+            from .aio import AsyncAccount
+
+            with self._lock:
+                if self._aio is None:
+                    self._aio = AsyncAccount(self)
+        return self._aio
 
     @contextlib.contextmanager
     def _handler_scope(self) -> Iterator[None]:

@@ -9,14 +9,16 @@ travels in the query string and never appears in an exception or a log line.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
 import threading
 import weakref
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
 
 import requests
 
@@ -24,7 +26,9 @@ from . import signals
 from .errors import ApiError, NetworkError, TokenInvalidError
 from .token import TokenManager
 
-__all__ = ["ApiClient"]
+__all__ = ["ApiClient", "Blocking", "Call", "Plan", "Step"]
+
+R = TypeVar("R")
 
 log = logging.getLogger("wxmp.api")
 
@@ -53,6 +57,67 @@ class _RedactFilter(logging.Filter):
 
 
 logging.getLogger("urllib3.connectionpool").addFilter(_RedactFilter())
+
+
+class Step:
+    """Something a plan yields for its client to perform (a :class:`Call` or a :class:`Blocking`)."""
+
+
+@dataclass(frozen=True)
+class Call(Step):
+    """One API request, described: what a helper asks its client (sync or async) to perform.
+
+    ``then`` shapes the decoded result (``then=lambda r: r.get("tags", [])``) so that a helper
+    stays one expression whichever client runs it.
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    data: Mapping[str, Any] | None = None
+    files: Mapping[str, Any] | None = None
+    auth: bool = True
+    binary: bool = False
+    base: str | None = None
+    then: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class Blocking(Step):
+    """A blocking step (the token manager, a file): called directly, or in a thread by the async client."""
+
+    fn: Callable[[], Any]
+
+
+#: A helper that makes several calls: a generator yielding steps, receiving each one's result,
+#: returning the helper's value. ``ApiClient.drive`` runs it; the async client awaits it.
+Plan = Generator[Any, Any, R]
+
+
+class _Token(Step):
+    """The current access_token (the async client may read it without a thread)."""
+
+
+_TOKEN = _Token()
+
+
+class _Http(NamedTuple):
+    method: str
+    path: str
+    params: Mapping[str, Any] | None
+    payload: Any
+    data: Mapping[str, Any] | None
+    files: Mapping[str, Any] | None
+    token: str | None
+    binary: bool
+    base: str | None
+
+    @classmethod
+    def of(cls, call: Call, token: str | None) -> _Http:
+        c = call
+        return cls(c.method, c.path, c.params, c.json, c.data, c.files, token, c.binary, c.base)
+
 
 _CLIENTS: weakref.WeakSet[ApiClient] = weakref.WeakSet()
 
@@ -110,37 +175,82 @@ class ApiClient:
     def post(self, path: str, json: Any = None, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
         return self.request("POST", path, params=params, json=json, **kw)
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        data: Mapping[str, Any] | None = None,
-        files: Mapping[str, Any] | None = None,
-        auth: bool = True,
-        binary: bool = False,
-        base: str | None = None,
-    ) -> Any:
+    def request(self, method: str, path: str, **kw: Any) -> Any:
         """Call ``path`` and return the decoded JSON (or bytes when ``binary`` and not JSON).
 
-        ``auth`` adds ``access_token`` from the shared TokenManager; if WeChat rejects it
-        (40001/40014/42001) the token is compare-and-refreshed and the call replayed once.
+        Keywords are :class:`Call`'s: ``params``, ``json``, ``data``, ``files``, ``auth``
+        (default True: add ``access_token`` from the shared TokenManager; if WeChat rejects it
+        (40001/40014/42001) the token is compare-and-refreshed and the call replayed once),
+        ``binary``, ``base``, and ``then``, applied to the result before it is returned.
         """
-        token = self._token() if auth else None
-        result = self._call(method, path, params, json, data, files, token, binary, base)
+        return self.call(Call(method, path, **kw))
+
+    def call(self, call: Call) -> Any:
+        """Perform one :class:`Call` (the async client's ``call`` is a coroutine)."""
+        return self.drive(self._exchange(call))
+
+    def drive(self, plan: Plan[R]) -> R:
+        """Run a plan: perform each step it yields, send back the result (or throw the error)."""
+        value: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                step = plan.throw(error) if error is not None else plan.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            value, error = None, None
+            try:
+                value = self._step(step)
+            except Exception as exc:
+                error = exc
+
+    def stream(self, plan: Generator[Any, Any, None]) -> Iterator[Any]:
+        """Run a plan that also yields items (pages of openids...): an iterator over the items."""
+        value: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                step = plan.throw(error) if error is not None else plan.send(value)
+            except StopIteration:
+                return
+            value, error = None, None
+            if not isinstance(step, Step):
+                yield step
+                continue
+            try:
+                value = self._step(step)
+            except Exception as exc:
+                error = exc
+
+    def _step(self, step: Any) -> Any:
+        if isinstance(step, Call):
+            return self.call(step)
+        if isinstance(step, Blocking):
+            return step.fn()
+        if isinstance(step, _Token):
+            return self._token()
+        if isinstance(step, _Http):
+            return self._call(*step)
+        raise TypeError(f"a plan yielded {type(step).__name__}, not a Call or Blocking step")
+
+    def _exchange(self, call: Call) -> Plan[Any]:
+        """One API call as a plan: the token, the request, one replay on token-invalid, errors.
+
+        Shared by the sync and the async client; only how each step is performed differs.
+        """
+        token = (yield _TOKEN) if call.auth and self.token is not None else None
+        result = yield _Http.of(call, token)
         errcode = _errcode(result)
         if errcode in TokenInvalidError.codes and token is not None and self.token is not None:
-            token = self.token.invalidate(token)
-            result = self._call(method, path, params, json, data, files, token, binary, base)
+            token = yield Blocking(functools.partial(self.token.invalidate, token))
+            result = yield _Http.of(call, token)
             errcode = _errcode(result)
         if errcode:
             errmsg = str(result.get("errmsg", ""))
             if signals.api_error.receivers:
-                signals.api_error.send(self.sender, errcode=errcode, errmsg=errmsg, path=path)
-            raise ApiError.from_response(errcode, errmsg, path, result)
-        return result
+                signals.api_error.send(self.sender, errcode=errcode, errmsg=errmsg, path=call.path)
+            raise ApiError.from_response(errcode, errmsg, call.path, result)
+        return call.then(result) if call.then is not None else result
 
     # -- tokens -------------------------------------------------------------------------------
 
@@ -178,6 +288,27 @@ class ApiClient:
         binary: bool,
         base: str | None,
     ) -> Any:
+        url, query, body, headers = self._prepare(path, params, payload, data, token, base)
+        try:
+            response = self.session.request(
+                method, url, params=query, data=body, files=files, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout:
+            raise NetworkError(path, f"timed out after {self.timeout}s") from None
+        except requests.RequestException as exc:
+            raise NetworkError(path, f"connection failed ({type(exc).__name__})") from None
+        return _decode(response, path, binary)
+
+    def _prepare(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        payload: Any,
+        data: Mapping[str, Any] | None,
+        token: str | None,
+        base: str | None,
+    ) -> tuple[str, dict[str, Any], Any, dict[str, str]]:
+        """(url, query, body, headers) of a request: the part both HTTP libraries share."""
         query: dict[str, Any] = {}
         if token is not None:
             query["access_token"] = token
@@ -188,16 +319,7 @@ class ApiClient:
         if payload is not None:
             body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             headers["Content-Type"] = "application/json; charset=utf-8"
-        url = (base or self.base) + path
-        try:
-            response = self.session.request(
-                method, url, params=query, data=body, files=files, headers=headers, timeout=self.timeout
-            )
-        except requests.Timeout:
-            raise NetworkError(path, f"timed out after {self.timeout}s") from None
-        except requests.RequestException as exc:
-            raise NetworkError(path, f"connection failed ({type(exc).__name__})") from None
-        return _decode(response, path, binary)
+        return (base or self.base) + path, query, body, headers
 
 
 def _errcode(result: Any) -> int:
@@ -209,7 +331,8 @@ def _errcode(result: Any) -> int:
         return 0
 
 
-def _decode(response: requests.Response, path: str, binary: bool) -> Any:
+def _decode(response: Any, path: str, binary: bool) -> Any:
+    """A requests or httpx response as JSON (or bytes when ``binary``); NetworkError otherwise."""
     content = response.content
     head = content.lstrip()[:1]
     if head in (b"{", b"["):

@@ -221,6 +221,12 @@ class Callback:
         return body
 
     def _post(self, environ: dict[str, Any]) -> tuple[str, bytes]:
+        msg, encrypted = self._receive(environ)
+        reply = self.process(msg)
+        return self._render(reply, encrypted)
+
+    def _receive(self, environ: dict[str, Any]) -> tuple[Message, bool]:
+        """Verify, read, decrypt and parse a push: (message, whether it came encrypted)."""
         query = self._query(environ)
         self._verify(query)
         body = self._read_body(environ)
@@ -241,9 +247,10 @@ class Callback:
             raise _Refused(400, "bad request", str(exc)) from None
         if signals.message_received.receivers:
             signals.message_received.send(self.sender, message=msg)
+        return msg, encrypted
 
-        reply = self.process(msg)
-
+    def _render(self, reply: str, encrypted: bool) -> tuple[str, bytes]:
+        """The HTTP answer for a rendered reply: (content type, body), encrypted like the push."""
         if encrypted and reply and reply != "success":
             assert self.crypto is not None
             envelope = self.crypto.encrypt_reply(reply, self.token, str(int(self.clock())), make_nonce())
@@ -307,17 +314,25 @@ class Callback:
                     handler, handed = found
                     with deadline(HANDLER_BUDGET):
                         value = handler(handed)
-                    if isinstance(value, str):
-                        value = TextReply(value)
-                reply = reply_for(msg, value, self.clock())
+                reply, value = self._reply(msg, value)
         except Exception as exc:
-            log.exception("wxmp handler failed for %s from %s", "/".join(msg.kinds), msg.from_user_name)
-            if signals.handler_failed.receivers:
-                signals.handler_failed.send(self.sender, message=msg, exception=exc)
-            return "success"
+            return self._failed(msg, exc)
         if signals.reply_sent.receivers:
             signals.reply_sent.send(self.sender, message=msg, reply=value)
         return reply
+
+    def _reply(self, msg: Message, value: Any) -> tuple[str, Any]:
+        """A handler's return value rendered: (reply body, the reply object; a str becomes text)."""
+        if isinstance(value, str):
+            value = TextReply(value)
+        return reply_for(msg, value, self.clock()), value
+
+    def _failed(self, msg: Message, exc: Exception) -> str:
+        """A handler raised: log it with its traceback and answer ``success`` (no retry storm)."""
+        log.exception("wxmp handler failed for %s from %s", "/".join(msg.kinds), msg.from_user_name)
+        if signals.handler_failed.receivers:
+            signals.handler_failed.send(self.sender, message=msg, exception=exc)
+        return "success"
 
 
 #: The name design.md uses for the same class.

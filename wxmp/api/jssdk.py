@@ -25,9 +25,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from ..client import Blocking, Plan
 from ..errors import NetworkError
 from ..token import TokenManager
-from ._base import ApiGroup
+from ._base import ApiGroup, plan
 
 __all__ = ["JSSDKAPI", "page_url", "sign"]
 
@@ -83,8 +84,9 @@ class JSSDKAPI(ApiGroup):
         return self._account.token_manager("jsapi_ticket", self._fetch)
 
     def _fetch(self, force: bool) -> tuple[str, int]:
-        # getticket has no force flag; a fresh call is the best we can do.
-        result = self.client.get("/cgi-bin/ticket/getticket", {"type": "jsapi"})
+        # getticket has no force flag; a fresh call is the best we can do. The TokenManager is
+        # synchronous, so this is the account's sync client even for the async groups.
+        result = self._account.client.get("/cgi-bin/ticket/getticket", {"type": "jsapi"})
         try:
             return str(result["ticket"]), int(result["expires_in"])
         except (KeyError, TypeError, ValueError):
@@ -99,19 +101,21 @@ class JSSDKAPI(ApiGroup):
         """The current page's URL as the browser has it (see :func:`page_url`), on ``WXMP_PUBLIC_URL``."""
         return page_url(request, self.settings.public_url)
 
+    @plan
     def config(
         self,
         url: str,
         api_list: Sequence[str] = (),
         debug: bool = False,
         open_tag_list: Sequence[str] = (),
-    ) -> dict[str, Any]:
+    ) -> Plan[dict[str, Any]]:
         """The dict a page passes to ``wx.config`` for ``url`` (its ``#fragment`` is dropped).
 
         Keys: appId, timestamp, nonceStr, signature, jsApiList, debug (and openTagList when given).
         Uses the shared ticket (``GET /cgi-bin/ticket/getticket`` only when it is due).
         """
         url = url.split("#", 1)[0]
+        ticket = yield Blocking(self.manager.get)
         timestamp = int(time.time())
         nonce = "".join(secrets.choice(_NONCE_CHARS) for _ in range(16))
         config: dict[str, Any] = {
@@ -119,7 +123,7 @@ class JSSDKAPI(ApiGroup):
             "appId": self.settings.appid,
             "timestamp": timestamp,
             "nonceStr": nonce,
-            "signature": sign(self.ticket, nonce, timestamp, url),
+            "signature": sign(ticket, nonce, timestamp, url),
             "jsApiList": list(api_list),
         }
         if open_tag_list:

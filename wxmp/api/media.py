@@ -8,14 +8,16 @@ refuses raw UTF-8 ones (wechat-api.md §5.6).
 
 from __future__ import annotations
 
+import functools
 import json
 import mimetypes
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import IO, Any
 from urllib.parse import quote
 
-from ._base import ApiGroup, offset_pages
+from ..client import Blocking, Call, Plan
+from ._base import ApiGroup, plan, post, stream
 
 __all__ = ["FileLike", "MediaAPI"]
 
@@ -56,9 +58,11 @@ def _check_kind(kind: str, allowed: tuple[str, ...]) -> None:
 class MediaAPI(ApiGroup):
     """Temporary media (kept 3 days), article images, and permanent material."""
 
-    def _upload(self, path: str, kind: str, file: FileLike, filename: str | None, **kw: Any) -> Any:
-        name, content, ctype = _read(file, filename, kind)
-        return self.client.request("POST", path, files={"media": (name, content, ctype)}, **kw)
+    @plan
+    def _upload(self, path: str, kind: str, file: FileLike, filename: str | None, **kw: Any) -> Plan[Any]:
+        # Reading a file blocks: the async client does it in a thread.
+        name, content, ctype = yield Blocking(functools.partial(_read, file, filename, kind))
+        return (yield post(path, files={"media": (name, content, ctype)}, **kw))
 
     # -- temporary media ------------------------------------------------------------------------
 
@@ -79,7 +83,7 @@ class MediaAPI(ApiGroup):
 
     def upload_image(self, file: FileLike, *, filename: str | None = None) -> str:
         """Host an image for article bodies and return its URL: ``POST /cgi-bin/media/uploadimg``."""
-        return str(self._upload("/cgi-bin/media/uploadimg", "image", file, filename)["url"])
+        return self._upload("/cgi-bin/media/uploadimg", "image", file, filename, then=_url)  # type: ignore[no-any-return]
 
     # -- permanent material ---------------------------------------------------------------------
 
@@ -125,12 +129,27 @@ class MediaAPI(ApiGroup):
 
     def get_materials(self, kind: str, offset: int = 0, count: int = PAGE_SIZE) -> dict[str, Any]:
         """One page of permanent material: ``POST /cgi-bin/material/batchget_material``."""
-        _check_kind(kind, LIST_KINDS)
-        if not 1 <= count <= PAGE_SIZE:
-            raise ValueError(f"count: 1 to {PAGE_SIZE}")
-        body = {"type": kind, "offset": offset, "count": count}
-        return self.client.post("/cgi-bin/material/batchget_material", body)
+        return self.client.call(_materials(kind, offset, count))
 
-    def iter_materials(self, kind: str) -> Iterator[dict[str, Any]]:
+    @stream
+    def iter_materials(self, kind: str) -> Generator[dict[str, Any] | Call, Any, None]:
         """Every permanent item of ``kind``, 20 per ``POST /cgi-bin/material/batchget_material``."""
-        return offset_pages(lambda offset: self.get_materials(kind, offset))
+        offset = 0
+        while True:
+            page = yield _materials(kind, offset, PAGE_SIZE)
+            items = page.get("item") or []
+            yield from items
+            offset += len(items)
+            if not items or offset >= int(page.get("total_count") or 0):
+                return
+
+
+def _materials(kind: str, offset: int, count: int) -> Call:
+    _check_kind(kind, LIST_KINDS)
+    if not 1 <= count <= PAGE_SIZE:
+        raise ValueError(f"count: 1 to {PAGE_SIZE}")
+    return post("/cgi-bin/material/batchget_material", {"type": kind, "offset": offset, "count": count})
+
+
+def _url(result: dict[str, Any]) -> str:
+    return str(result["url"])

@@ -24,11 +24,11 @@ class MiscAPI(ApiGroup):
 
     def get_callback_ip(self) -> list[str]:
         """The IPs WeChat pushes callbacks from (``ip_list``): ``GET /cgi-bin/getcallbackip``."""
-        return list(self.client.get("/cgi-bin/getcallbackip").get("ip_list", []))
+        return self.client.get("/cgi-bin/getcallbackip", then=_ip_list)
 
     def get_api_domain_ip(self) -> list[str]:
         """The IPs behind api.weixin.qq.com (``ip_list``): ``GET /cgi-bin/get_api_domain_ip``."""
-        return list(self.client.get("/cgi-bin/get_api_domain_ip").get("ip_list", []))
+        return self.client.get("/cgi-bin/get_api_domain_ip", then=_ip_list)
 
     def clear_quota(self) -> dict[str, Any]:
         """Reset every daily API quota (10 times a month): ``POST /cgi-bin/clear_quota``."""
@@ -45,11 +45,7 @@ class MiscAPI(ApiGroup):
         (``{call_count, refresh_second}``: calls allowed per that many seconds, for the account and
         for third-party platforms calling on its behalf) as WeChat sends them (``{}`` when absent).
         """
-        result = self.client.post("/cgi-bin/openapi/quota/get", {"cgi_path": cgi_path})
-        quota = dict(result.get("quota", {}))
-        quota["rate_limit"] = dict(result.get("rate_limit") or {})
-        quota["component_rate_limit"] = dict(result.get("component_rate_limit") or {})
-        return quota
+        return self.client.post("/cgi-bin/openapi/quota/get", {"cgi_path": cgi_path}, then=_quota)
 
     def clear_quota_v2(self) -> dict[str, Any]:
         """Reset every daily quota with the AppSecret, no token: ``POST /cgi-bin/clear_quota/v2``.
@@ -77,7 +73,9 @@ class MiscAPI(ApiGroup):
 
         ``POST /cgi-bin/openapi/rid/get``; rids can be looked up for a while only (about a week).
         """
-        return dict(self.client.post("/cgi-bin/openapi/rid/get", {"rid": rid}).get("request", {}))
+        return self.client.post(
+            "/cgi-bin/openapi/rid/get", {"rid": rid}, then=lambda r: dict(r.get("request", {}))
+        )
 
     def shorten(self, long_data: str, expire_seconds: int = SHORT_EXPIRE_MAX) -> str:
         """Store up to 4 KB under a 15-character key for up to 30 days: ``POST /cgi-bin/shorten/gen``.
@@ -89,7 +87,7 @@ class MiscAPI(ApiGroup):
         if not 1 <= expire_seconds <= SHORT_EXPIRE_MAX:
             raise ValueError(f"expire_seconds: 1 to {SHORT_EXPIRE_MAX} (30 days)")
         body = {"long_data": long_data, "expire_seconds": expire_seconds}
-        return str(self.client.post("/cgi-bin/shorten/gen", body)["short_key"])
+        return self.client.post("/cgi-bin/shorten/gen", body, then=lambda r: str(r["short_key"]))
 
     def fetch_short(self, short_key: str) -> dict[str, Any]:
         """``{long_data, create_time, expire_seconds}`` of a short key: ``POST /cgi-bin/shorten/fetch``."""
@@ -106,3 +104,14 @@ class MiscAPI(ApiGroup):
         if operator not in CHECK_OPERATORS:
             raise ValueError(f"operator: one of {', '.join(CHECK_OPERATORS)}")
         return self.client.post("/cgi-bin/callback/check", {"action": action, "check_operator": operator})
+
+
+def _ip_list(result: dict[str, Any]) -> list[str]:
+    return list(result.get("ip_list", []))
+
+
+def _quota(result: dict[str, Any]) -> dict[str, Any]:
+    quota = dict(result.get("quota", {}))
+    quota["rate_limit"] = dict(result.get("rate_limit") or {})
+    quota["component_rate_limit"] = dict(result.get("component_rate_limit") or {})
+    return quota

@@ -30,8 +30,9 @@ from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import quote
 
+from ..client import Plan
 from ..errors import ConfigError, InvalidOpenIDError, TokenInvalidError
-from ._base import ApiGroup
+from ._base import ApiGroup, get, plan
 
 __all__ = ["OAuthAPI", "check_state", "new_state"]
 
@@ -181,13 +182,14 @@ class OAuthAPI(ApiGroup):
         params = {"access_token": access_token, "openid": openid, "lang": lang}
         return self.client.get("/sns/userinfo", params, auth=False)
 
-    def check(self, access_token: str, openid: str) -> bool:
+    @plan
+    def check(self, access_token: str, openid: str) -> Plan[bool]:
         """Whether a per-user web token is still valid for ``openid``: ``GET /sns/auth``.
 
         False when WeChat calls the token or openid invalid; other errors still raise.
         """
         try:
-            self.client.get("/sns/auth", {"access_token": access_token, "openid": openid}, auth=False)
+            yield get("/sns/auth", {"access_token": access_token, "openid": openid}, auth=False)
         except (TokenInvalidError, InvalidOpenIDError):
             return False
         return True

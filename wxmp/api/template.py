@@ -139,7 +139,9 @@ class TemplateAPI(ApiGroup):
 
     def list(self) -> _Templates:
         """The private templates (``template_list``): ``GET /cgi-bin/template/get_all_private_template``."""
-        return self.client.get("/cgi-bin/template/get_all_private_template").get("template_list", [])
+        return self.client.get(
+            "/cgi-bin/template/get_all_private_template", then=lambda r: r.get("template_list", [])
+        )
 
     def delete(self, template_id: str) -> dict[str, Any]:
         """Remove a private template: ``POST /cgi-bin/template/del_private_template``."""

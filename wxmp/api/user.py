@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
-from ._base import ApiGroup, chunks
+from ..client import Call, Plan
+from ._base import ApiGroup, chunks, get, plan, post, stream
 
 __all__ = ["UserAPI"]
 
@@ -20,21 +21,23 @@ class UserAPI(ApiGroup):
         """One follower's info: ``GET /cgi-bin/user/info``."""
         return self.client.get("/cgi-bin/user/info", {"openid": openid, "lang": lang})
 
-    def get_batch(self, openids: Iterable[str], lang: str = "zh_CN") -> list[dict[str, Any]]:
+    @plan
+    def get_batch(self, openids: Iterable[str], lang: str = "zh_CN") -> Plan[list[dict[str, Any]]]:
         """Many followers' info, in order: ``POST /cgi-bin/user/info/batchget`` per 100 openids."""
         users: list[dict[str, Any]] = []
         for batch in chunks(openids, BATCHGET_MAX):
             body = {"user_list": [{"openid": openid, "lang": lang} for openid in batch]}
-            users.extend(self.client.post("/cgi-bin/user/info/batchget", body).get("user_info_list", []))
+            users.extend((yield post("/cgi-bin/user/info/batchget", body)).get("user_info_list", []))
         return users
 
     def get_followers(self, next_openid: str | None = None) -> dict[str, Any]:
         """One page (up to 10,000) of follower openids: ``GET /cgi-bin/user/get``."""
-        return self.client.get("/cgi-bin/user/get", {"next_openid": next_openid or None})
+        return self.client.call(_followers(next_openid))
 
-    def iter_followers(self, next_openid: str | None = None) -> Iterator[str]:
+    @stream
+    def iter_followers(self, next_openid: str | None = None) -> Generator[str | Call, Any, None]:
         """Every follower's openid, page after page of ``GET /cgi-bin/user/get``."""
-        yield from _pages(lambda cursor: self.get_followers(cursor), next_openid)
+        yield from _pages(_followers, next_openid)
 
     def set_remark(self, openid: str, remark: str) -> dict[str, Any]:
         """Set the account's private note on a follower: ``POST /cgi-bin/user/info/updateremark``."""
@@ -44,24 +47,35 @@ class UserAPI(ApiGroup):
 
     def get_blacklist(self, begin_openid: str | None = None) -> dict[str, Any]:
         """One page of blacklisted openids: ``POST /cgi-bin/tags/members/getblacklist``."""
-        return self.client.post("/cgi-bin/tags/members/getblacklist", {"begin_openid": begin_openid or ""})
+        return self.client.call(_blacklist_page(begin_openid))
 
-    def iter_blacklist(self, begin_openid: str | None = None) -> Iterator[str]:
+    @stream
+    def iter_blacklist(self, begin_openid: str | None = None) -> Generator[str | Call, Any, None]:
         """Every blacklisted openid, page after page of ``POST /cgi-bin/tags/members/getblacklist``."""
-        yield from _pages(lambda cursor: self.get_blacklist(cursor), begin_openid)
+        yield from _pages(_blacklist_page, begin_openid)
 
-    def blacklist(self, openids: Iterable[str]) -> None:
+    @plan
+    def blacklist(self, openids: Iterable[str]) -> Plan[None]:
         """Blacklist followers: ``POST /cgi-bin/tags/members/batchblacklist``, one call per 20."""
         for batch in chunks(openids, BLACKLIST_MAX):
-            self.client.post("/cgi-bin/tags/members/batchblacklist", {"openid_list": batch})
+            yield post("/cgi-bin/tags/members/batchblacklist", {"openid_list": batch})
 
-    def unblacklist(self, openids: Iterable[str]) -> None:
+    @plan
+    def unblacklist(self, openids: Iterable[str]) -> Plan[None]:
         """Lift the blacklist: ``POST /cgi-bin/tags/members/batchunblacklist``, one call per 20."""
         for batch in chunks(openids, BLACKLIST_MAX):
-            self.client.post("/cgi-bin/tags/members/batchunblacklist", {"openid_list": batch})
+            yield post("/cgi-bin/tags/members/batchunblacklist", {"openid_list": batch})
 
 
-def _pages(fetch: Callable[[str | None], dict[str, Any]], cursor: str | None) -> Iterator[str]:
+def _followers(next_openid: str | None) -> Call:
+    return get("/cgi-bin/user/get", {"next_openid": next_openid or None})
+
+
+def _blacklist_page(begin_openid: str | None) -> Call:
+    return post("/cgi-bin/tags/members/getblacklist", {"begin_openid": begin_openid or ""})
+
+
+def _pages(page_call: Callable[[str | None], Call], cursor: str | None) -> Generator[str | Call, Any, None]:
     """Follow ``next_openid`` through WeChat's openid pages.
 
     An empty page has no ``data`` key, and the last full page may still carry a ``next_openid``
@@ -70,7 +84,7 @@ def _pages(fetch: Callable[[str | None], dict[str, Any]], cursor: str | None) ->
     """
     seen = 0
     while True:
-        page = fetch(cursor)
+        page = yield page_call(cursor)
         data = page.get("data")
         if not data or not page.get("count"):
             return
