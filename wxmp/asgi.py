@@ -181,11 +181,14 @@ class AsgiCallback:
         ``async def`` handler is awaited here, between the same dedup claim and record.
         """
         cb = self.callback
+        if cb.router.has_slow and cb.slow is not None:
+            # Slow handlers (wxmp.slow): the delivery waits for the result on the loop, no thread held.
+            slow = await cb.slow.process_async(msg)
+            if slow is not None:
+                return slow
         found = cb.router.resolve(msg)
         if found is None or not _is_async(found[0]):
             return await asyncio.to_thread(cb.process, msg)
-        # SEAM for slow handlers (wxmp.slow): the WSGI hook sits at the top of Callback.process;
-        # its async twin goes here, before the dedup claim, and awaits instead of holding a thread.
         dedup = cb.dedup
         claim = None
         key = msg.dedup_key

@@ -46,12 +46,13 @@ whose jobs must survive a restart can hand them to Celery or RQ, whose task call
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -282,7 +283,39 @@ class SlowRunner:
     # -- the request side ---------------------------------------------------------------------
 
     def process(self, msg: Message) -> str | None:
-        """The reply for a delivery of ``msg``, or None when it is not for a slow handler."""
+        """The reply for a delivery of ``msg``, or None when it is not for a slow handler.
+
+        Waits for the result in this thread (the WSGI callback's request thread).
+        """
+        return _drive(self._delivery(msg))
+
+    async def process_async(self, msg: Message) -> str | None:
+        """:meth:`process` for the ASGI callback: the waits are ``asyncio.sleep``\\s on the loop, so
+        a delivery waiting for its result holds no thread; each step between waits (a few store
+        operations) runs in a worker thread, keeping blocking I/O off the loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        steps = self._delivery(msg)
+
+        def step(first: bool) -> _Pause | _Done:
+            # StopIteration cannot cross a Future (asyncio would hang): turn it into a value here.
+            try:
+                return next(steps) if first else steps.send(None)
+            except StopIteration as stop:
+                return _Done(stop.value)
+
+        result = await asyncio.to_thread(step, True)
+        while isinstance(result, _Pause):
+            # A job finished in this process sets the event: look at it on the loop, cheaply.
+            end = loop.time() + result.seconds
+            while not result.event.is_set() and (left := end - loop.time()) > 0:
+                await asyncio.sleep(min(left, 0.02))
+            result = await asyncio.to_thread(step, False)
+        return result.value
+
+    def _delivery(self, msg: Message) -> Generator[_Pause, None, str | None]:
+        """The request side as a generator of pauses, so one body serves both drivers."""
         router = self.callback.router
         try:
             held = self._take_held(msg)
@@ -292,7 +325,7 @@ class SlowRunner:
             if found is None or found[0].slow is None:
                 return None
             route = found[0]
-            return self._deliver(msg, self._strategy(route))
+            return (yield from self._deliver(msg, self._strategy(route)))
         except CacheUnavailable as exc:
             # Without the shared records a slow handler cannot be run once across the fleet:
             # run it the ordinary way (WeChat may show its failure message, the user is not lost).
@@ -333,7 +366,7 @@ class SlowRunner:
                 return n
         return self.options.attempts + 1
 
-    def _deliver(self, msg: Message, strategy: str) -> str:
+    def _deliver(self, msg: Message, strategy: str) -> Generator[_Pause, None, str]:
         opts = self.options
         key = message_key(msg)
         start = self.monotonic()
@@ -344,7 +377,7 @@ class SlowRunner:
             return _SUCCESS  # answered already; the result goes through the customer-service API
         if done is None:
             self._claim(msg, key, strategy)
-            done = self._wait(msg, key, strategy, answer_by)
+            done = yield from self._wait(msg, key, strategy, answer_by)
         if done is not None:
             return self._hand_out(key, done)
         if strategy == "customer_service":
@@ -358,7 +391,8 @@ class SlowRunner:
         if n < opts.attempts:
             # Leave this delivery unanswered until WeChat has given up on it, so that it retries;
             # keep renewing the claim meanwhile in case the worker running the job dies.
-            self._wait(msg, key, strategy, start + opts.wechat_timeout + opts.margin, ignore_done=True)
+            hold_until = start + opts.wechat_timeout + opts.margin
+            yield from self._wait(msg, key, strategy, hold_until, ignore_done=True)
             return _SUCCESS
         # The last expected delivery: answer in time, and let the user's next message get the result.
         self.store.set(self._name("gave-up", key), 1, opts.result_ttl)
@@ -392,7 +426,7 @@ class SlowRunner:
 
     def _wait(
         self, msg: Message, key: str, strategy: str, until: float, *, ignore_done: bool = False
-    ) -> dict[str, Any] | None:
+    ) -> Generator[_Pause, None, dict[str, Any] | None]:
         """Poll for the result until ``until``; re-claim the job if its lease lapses (a dead worker)."""
         # Holding a delivery only watches the lease: a private event, never set, paces the loop.
         event = threading.Event() if ignore_done else self._event(key)
@@ -411,7 +445,7 @@ class SlowRunner:
                 if now >= next_claim:
                     next_claim = now + self.options.lease / 2
                     self._claim(msg, key, strategy)
-                event.wait(min(poll, max(0.0, until - now)))
+                yield _Pause(event, min(poll, max(0.0, until - now)))
         finally:
             if not ignore_done:
                 with self._events_lock:
@@ -487,10 +521,10 @@ class SlowRunner:
                 # A generous deadline: token waits inside the job need not fit WeChat's 5 s.
                 with deadline(max(60.0, self.options.result_ttl)):
                     if context is None:
-                        value = route.handler(handed)
+                        value = _complete(route.handler(handed))
                     else:
                         with context():
-                            value = route.handler(handed)
+                            value = _complete(route.handler(handed))
                 if isinstance(value, str):
                     value = TextReply(value)
                 done = {"ok": True, "xml": reply_for(msg, value, self.clock()), "out": _outgoing(value)}
@@ -586,6 +620,42 @@ class SlowRunner:
                 log.info("wxmp slow: typing indicator for %s not shown (%s)", openid, exc)
 
         threading.Thread(target=send, name="wxmp-slow-typing", daemon=True).start()
+
+
+def _complete(value: Any) -> Any:
+    """An ``async def`` slow handler's result: run its coroutine to the end on this job's thread."""
+    if inspect.isawaitable(value):
+        import asyncio
+
+        async def wait() -> Any:
+            return await value
+
+        return asyncio.run(wait())
+    return value
+
+
+@dataclass(frozen=True)
+class _Pause:
+    """A wait of the request side: ``event`` ends it early in the thread driver (a finished job)."""
+
+    event: threading.Event
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Done:
+    value: str | None
+
+
+def _drive(steps: Generator[_Pause, None, str | None]) -> str | None:
+    """Run the request side in this thread: each pause is a wait on its event."""
+    try:
+        pause = next(steps)
+        while True:
+            pause.event.wait(pause.seconds)
+            pause = steps.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 def _outgoing(value: Reply | None) -> list[list[Any]] | None:
