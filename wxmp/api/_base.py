@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..client import ApiClient
     from ..config import Settings
 
-__all__ = ["ApiGroup", "Blocking", "Call", "chunks", "get", "plan", "post", "stream"]
+__all__ = ["ApiGroup", "Blocking", "Call", "chunks", "get", "offset_items", "plan", "post", "stream"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -102,17 +102,17 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
-def offset_pages(fetch: Callable[[int], dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every ``item`` of WeChat's offset/count lists (materials, drafts, publications).
+def offset_items(page: Callable[[int], Call]) -> Generator[dict[str, Any] | Call, Any, None]:
+    """Every ``item`` of WeChat's offset/count lists (materials, drafts, publications), for a :func:`stream`.
 
-    ``fetch(offset)`` returns one page ``{"total_count", "item": [...]}``; stop on an empty page or
-    once ``total_count`` items were seen.
+    ``page(offset)`` is the call for one page ``{"total_count", "item": [...]}``; stop on an empty
+    page or once ``total_count`` items were seen.
     """
     offset = 0
     while True:
-        page = fetch(offset)
-        items = page.get("item") or []
+        result = yield page(offset)
+        items = result.get("item") or []
         yield from items
         offset += len(items)
-        if not items or offset >= int(page.get("total_count") or 0):
+        if not items or offset >= int(result.get("total_count") or 0):
             return

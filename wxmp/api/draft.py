@@ -13,10 +13,11 @@ Article fields and limits from developers.weixin.qq.com/doc/offiaccount/Draft_Bo
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from ._base import ApiGroup, offset_pages
+from ..client import Call
+from ._base import ApiGroup, offset_items, post, stream
 
 __all__ = ["ARTICLE_TYPES", "MAX_ARTICLES", "DraftAPI", "article", "validate_article"]
 
@@ -126,12 +127,12 @@ class DraftAPI(ApiGroup):
 
     def add(self, articles: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
         """Create a draft of 1 to 8 articles and return its ``media_id``: ``POST /cgi-bin/draft/add``."""
-        result = self.client.post("/cgi-bin/draft/add", {"articles": _articles(articles)})
-        return str(result["media_id"])
+        body = {"articles": _articles(articles)}
+        return self.client.post("/cgi-bin/draft/add", body, then=lambda r: str(r["media_id"]))
 
     def get(self, media_id: str) -> list[dict[str, Any]]:
         """The draft's articles (``news_item``): ``POST /cgi-bin/draft/get``."""
-        return list(self.client.post("/cgi-bin/draft/get", {"media_id": media_id}).get("news_item", []))
+        return self.client.post("/cgi-bin/draft/get", {"media_id": media_id}, then=_news_items)
 
     def update(self, media_id: str, index: int, article: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the article at ``index`` (from 0): ``POST /cgi-bin/draft/update``."""
@@ -146,7 +147,7 @@ class DraftAPI(ApiGroup):
 
     def count(self) -> int:
         """How many drafts there are (``total_count``): ``GET /cgi-bin/draft/count``."""
-        return int(self.client.get("/cgi-bin/draft/count").get("total_count", 0))
+        return self.client.get("/cgi-bin/draft/count", then=lambda r: int(r.get("total_count", 0)))
 
     def batchget(self, offset: int = 0, count: int = PAGE_SIZE, no_content: bool = False) -> dict[str, Any]:
         """One page of drafts, newest first: ``POST /cgi-bin/draft/batchget``.
@@ -154,14 +155,13 @@ class DraftAPI(ApiGroup):
         ``{"total_count", "item_count", "item": [{"media_id", "content": {"news_item"}, "update_time"}]}``;
         ``no_content`` leaves the HTML out.
         """
-        if not 1 <= count <= PAGE_SIZE:
-            raise ValueError(f"count: 1 to {PAGE_SIZE}")
-        body = {"offset": offset, "count": count, "no_content": 1 if no_content else 0}
-        return self.client.post("/cgi-bin/draft/batchget", body)
+        return self.client.call(_batchget_call("/cgi-bin/draft/batchget", offset, count, no_content))
 
-    def iter(self, no_content: bool = False) -> Iterator[dict[str, Any]]:
+    @stream
+    def iter(self, no_content: bool = False) -> Generator[dict[str, Any] | Call, Any, None]:
         """Every draft, 20 per ``POST /cgi-bin/draft/batchget``."""
-        return offset_pages(lambda offset: self.batchget(offset, PAGE_SIZE, no_content))
+        path = "/cgi-bin/draft/batchget"
+        yield from offset_items(lambda offset: _batchget_call(path, offset, PAGE_SIZE, no_content))
 
     def switch(self, *, check_only: bool = True) -> bool:
         """Whether the draft box and publishing are on (``is_open``): ``POST /cgi-bin/draft/switch``.
@@ -170,4 +170,19 @@ class DraftAPI(ApiGroup):
         before 2022 had to opt in).
         """
         params = {"checkonly": 1} if check_only else None
-        return bool(int(self.client.post("/cgi-bin/draft/switch", params=params).get("is_open", 0)))
+        return self.client.post("/cgi-bin/draft/switch", params=params, then=_is_open)
+
+
+def _batchget_call(path: str, offset: int, count: int, no_content: bool) -> Call:
+    """One page of ``draft/batchget`` or ``freepublish/batchget`` (same body, 1 to 20 a page)."""
+    if not 1 <= count <= PAGE_SIZE:
+        raise ValueError(f"count: 1 to {PAGE_SIZE}")
+    return post(path, {"offset": offset, "count": count, "no_content": 1 if no_content else 0})
+
+
+def _news_items(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(result.get("news_item", []))
+
+
+def _is_open(result: dict[str, Any]) -> bool:
+    return bool(int(result.get("is_open", 0)))

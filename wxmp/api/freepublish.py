@@ -11,10 +11,12 @@ to publish through the API gets 48001 on these paths, raised as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
-from ._base import ApiGroup, offset_pages
+from ..client import Call
+from ._base import ApiGroup, offset_items, stream
+from .draft import _batchget_call, _news_items
 
 __all__ = ["PUBLISH_STATUS", "FreePublishAPI"]
 
@@ -39,8 +41,9 @@ class FreePublishAPI(ApiGroup):
 
         ``POST /cgi-bin/freepublish/submit``; the result comes later (:meth:`get`, or the event).
         """
-        result = self.client.post("/cgi-bin/freepublish/submit", {"media_id": media_id})
-        return str(result["publish_id"])
+        return self.client.post(
+            "/cgi-bin/freepublish/submit", {"media_id": media_id}, then=lambda r: str(r["publish_id"])
+        )
 
     def get(self, publish_id: str) -> dict[str, Any]:
         """The job's state: ``POST /cgi-bin/freepublish/get``.
@@ -61,19 +64,18 @@ class FreePublishAPI(ApiGroup):
         """The published articles (``news_item``, each with ``url`` and ``is_deleted``):
         ``POST /cgi-bin/freepublish/getarticle``.
         """
-        result = self.client.post("/cgi-bin/freepublish/getarticle", {"article_id": article_id})
-        return list(result.get("news_item", []))
+        body = {"article_id": article_id}
+        return self.client.post("/cgi-bin/freepublish/getarticle", body, then=_news_items)
 
     def batchget(self, offset: int = 0, count: int = PAGE_SIZE, no_content: bool = False) -> dict[str, Any]:
         """One page of what was published: ``POST /cgi-bin/freepublish/batchget``.
 
         ``{"total_count", "item_count", "item": [{"article_id", "content": {"news_item"}, "update_time"}]}``.
         """
-        if not 1 <= count <= PAGE_SIZE:
-            raise ValueError(f"count: 1 to {PAGE_SIZE}")
-        body = {"offset": offset, "count": count, "no_content": 1 if no_content else 0}
-        return self.client.post("/cgi-bin/freepublish/batchget", body)
+        return self.client.call(_batchget_call("/cgi-bin/freepublish/batchget", offset, count, no_content))
 
-    def iter(self, no_content: bool = False) -> Iterator[dict[str, Any]]:
+    @stream
+    def iter(self, no_content: bool = False) -> Generator[dict[str, Any] | Call, Any, None]:
         """Every published item, 20 per ``POST /cgi-bin/freepublish/batchget``."""
-        return offset_pages(lambda offset: self.batchget(offset, PAGE_SIZE, no_content))
+        path = "/cgi-bin/freepublish/batchget"
+        yield from offset_items(lambda offset: _batchget_call(path, offset, PAGE_SIZE, no_content))

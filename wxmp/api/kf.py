@@ -12,10 +12,12 @@ Customer_Service/Customer_Service_Management.html and .../Session_control.html.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from ._base import ApiGroup
-from .media import FileLike, _read
+from ..client import Plan
+from ._base import ApiGroup, plan
+from .media import FileLike, _upload_steps
 
 __all__ = ["MAX_NICKNAME", "KfAPI", "check_kf_account"]
 
@@ -67,25 +69,27 @@ class KfAPI(ApiGroup):
         self, kf_account: str, file: FileLike, *, filename: str | None = None
     ) -> dict[str, Any]:
         """Set the agent's picture (JPG, 640x640 advised): ``POST /customservice/kfaccount/uploadheadimg``."""
-        name, content, ctype = _read(file, filename, "image")
-        return self.client.request(
-            "POST",
-            "/customservice/kfaccount/uploadheadimg",
-            params={"kf_account": check_kf_account(kf_account)},
-            files={"media": (name, content, ctype)},
-        )
+        return self._upload_head_image(check_kf_account(kf_account), file, filename)
+
+    @plan
+    def _upload_head_image(
+        self, kf_account: str, file: FileLike, filename: str | None
+    ) -> Plan[dict[str, Any]]:
+        # the file is read in a Blocking step (a thread on the async client)
+        path, params = "/customservice/kfaccount/uploadheadimg", {"kf_account": kf_account}
+        return (yield from _upload_steps(path, "image", file, filename, params=params))
 
     def list(self) -> _Rows:
         """Every agent (``kf_list``: kf_account, kf_nick, kf_id, kf_headimgurl, kf_wx or invite_*):
         ``GET /cgi-bin/customservice/getkflist``.
         """
-        return list(self.client.get("/cgi-bin/customservice/getkflist").get("kf_list", []))
+        return self.client.get("/cgi-bin/customservice/getkflist", then=_rows("kf_list"))
 
     def online(self) -> _Rows:
         """Agents online now (``kf_online_list``: kf_account, status, kf_id, accepted_case):
         ``GET /cgi-bin/customservice/getonlinekflist``.
         """
-        return list(self.client.get("/cgi-bin/customservice/getonlinekflist").get("kf_online_list", []))
+        return self.client.get("/cgi-bin/customservice/getonlinekflist", then=_rows("kf_online_list"))
 
     # -- sessions ---------------------------------------------------------------------------------
 
@@ -111,10 +115,15 @@ class KfAPI(ApiGroup):
         ``GET /customservice/kfsession/getsessionlist``.
         """
         params = {"kf_account": check_kf_account(kf_account)}
-        return list(self.client.get("/customservice/kfsession/getsessionlist", params).get("sessionlist", []))
+        return self.client.get("/customservice/kfsession/getsessionlist", params, then=_rows("sessionlist"))
 
     def get_wait_cases(self) -> dict[str, Any]:
         """Followers waiting for an agent (``{"count", "waitcaselist": [{"openid", "latest_time"}]}``):
         ``GET /customservice/kfsession/getwaitcase``.
         """
         return self.client.get("/customservice/kfsession/getwaitcase")
+
+
+def _rows(key: str) -> Callable[[dict[str, Any]], _Rows]:
+    """The ``then=`` that takes the list under ``key`` (absent: empty)."""
+    return lambda result: list(result.get(key, []))

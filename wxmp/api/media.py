@@ -17,7 +17,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from ..client import Blocking, Call, Plan
-from ._base import ApiGroup, plan, post, stream
+from ._base import ApiGroup, offset_items, plan, post, stream
 
 __all__ = ["FileLike", "MediaAPI"]
 
@@ -50,6 +50,16 @@ def _read(file: FileLike, filename: str | None, kind: str) -> tuple[str, bytes, 
     return name, content, ctype
 
 
+def _upload_steps(path: str, kind: str, file: FileLike, filename: str | None, **kw: Any) -> Plan[Any]:
+    """The steps of one multipart upload (field ``media``), for a :func:`~wxmp.api._base.plan`.
+
+    Reading the file blocks, so it is a :class:`~wxmp.client.Blocking` step (a thread on the
+    async client); ``kw`` are the POST's other :class:`~wxmp.client.Call` keywords.
+    """
+    name, content, ctype = yield Blocking(functools.partial(_read, file, filename, kind))
+    return (yield post(path, files={"media": (name, content, ctype)}, **kw))
+
+
 def _check_kind(kind: str, allowed: tuple[str, ...]) -> None:
     if kind not in allowed:
         raise ValueError(f"media kind {kind!r}: one of {', '.join(allowed)}")
@@ -60,9 +70,7 @@ class MediaAPI(ApiGroup):
 
     @plan
     def _upload(self, path: str, kind: str, file: FileLike, filename: str | None, **kw: Any) -> Plan[Any]:
-        # Reading a file blocks: the async client does it in a thread.
-        name, content, ctype = yield Blocking(functools.partial(_read, file, filename, kind))
-        return (yield post(path, files={"media": (name, content, ctype)}, **kw))
+        return (yield from _upload_steps(path, kind, file, filename, **kw))
 
     # -- temporary media ------------------------------------------------------------------------
 
@@ -134,14 +142,7 @@ class MediaAPI(ApiGroup):
     @stream
     def iter_materials(self, kind: str) -> Generator[dict[str, Any] | Call, Any, None]:
         """Every permanent item of ``kind``, 20 per ``POST /cgi-bin/material/batchget_material``."""
-        offset = 0
-        while True:
-            page = yield _materials(kind, offset, PAGE_SIZE)
-            items = page.get("item") or []
-            yield from items
-            offset += len(items)
-            if not items or offset >= int(page.get("total_count") or 0):
-                return
+        yield from offset_items(lambda offset: _materials(kind, offset, PAGE_SIZE))
 
 
 def _materials(kind: str, offset: int, count: int) -> Call:

@@ -54,7 +54,7 @@ class NoticeAPI(ApiGroup):
 
     def get_category(self) -> _Rows:
         """The account's categories (``[{"id", "name"}]``): ``GET /wxaapi/newtmpl/getcategory``."""
-        return list(self.client.get("/wxaapi/newtmpl/getcategory").get("data", []))
+        return self.client.get("/wxaapi/newtmpl/getcategory", then=_data)
 
     def get_pub_titles(
         self, ids: Sequence[int | str], start: int = 0, limit: int = MAX_TITLES_PAGE
@@ -74,7 +74,7 @@ class NoticeAPI(ApiGroup):
         """A library template's keywords (``[{"kid", "name", "example", "rule"}]``):
         ``GET /wxaapi/newtmpl/getpubtemplatekeywords``.
         """
-        return list(self.client.get("/wxaapi/newtmpl/getpubtemplatekeywords", {"tid": tid}).get("data", []))
+        return self.client.get("/wxaapi/newtmpl/getpubtemplatekeywords", {"tid": tid}, then=_data)
 
     def add_template(self, tid: int | str, kid_list: Sequence[int], scene_desc: str = "") -> str:
         """Add a library template with 2 to 5 of its keywords; returns its ``priTmplId``:
@@ -85,14 +85,18 @@ class NoticeAPI(ApiGroup):
         if len(scene_desc) > MAX_SCENE_DESC:
             raise ValueError(f"scene_desc: at most {MAX_SCENE_DESC} characters")
         body = {"tid": str(tid), "kidList": [int(k) for k in kid_list], "sceneDesc": scene_desc}
-        return str(self.client.post("/wxaapi/newtmpl/addtemplate", body)["priTmplId"])
+        return self.client.post("/wxaapi/newtmpl/addtemplate", body, then=lambda r: str(r["priTmplId"]))
 
     def get_templates(self) -> _Rows:
         """The account's notice templates (``[{"priTmplId", "title", "content", "example", "type"}]``):
         ``GET /wxaapi/newtmpl/gettemplate``.
         """
-        return list(self.client.get("/wxaapi/newtmpl/gettemplate").get("data", []))
+        return self.client.get("/wxaapi/newtmpl/gettemplate", then=_data)
 
     def delete_template(self, pri_tmpl_id: str) -> dict[str, Any]:
         """Remove a notice template: ``POST /wxaapi/newtmpl/deltemplate``."""
         return self.client.post("/wxaapi/newtmpl/deltemplate", {"priTmplId": pri_tmpl_id})
+
+
+def _data(result: dict[str, Any]) -> _Rows:
+    return list(result.get("data", []))

@@ -168,9 +168,7 @@ class OAuthAPI(ApiGroup):
             "code": code,
             "grant_type": "authorization_code",
         }
-        grant: dict[str, Any] = self.client.get("/sns/oauth2/access_token", params, auth=False)
-        grant.setdefault("is_snapshotuser", 0)
-        return grant
+        return self.client.get("/sns/oauth2/access_token", params, auth=False, then=_with_snapshot_flag)
 
     def refresh(self, refresh_token: str) -> dict[str, Any]:
         """Renew a per-user web token (30-day refresh_token): ``GET /sns/oauth2/refresh_token``."""
@@ -193,3 +191,10 @@ class OAuthAPI(ApiGroup):
         except (TokenInvalidError, InvalidOpenIDError):
             return False
         return True
+
+
+def _with_snapshot_flag(grant: dict[str, Any]) -> dict[str, Any]:
+    # WeChat sends is_snapshotuser only when it is 1
+    # (developers.weixin.qq.com/doc/offiaccount/OA_Web_Apps/Wechat_webpage_authorization.html)
+    grant.setdefault("is_snapshotuser", 0)
+    return grant

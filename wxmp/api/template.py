@@ -157,7 +157,9 @@ class TemplateAPI(ApiGroup):
         body: dict[str, Any] = {"template_id_short": template_id_short}
         if keyword_name_list:
             body["keyword_name_list"] = list(keyword_name_list)
-        return str(self.client.post("/cgi-bin/template/api_add_template", body)["template_id"])
+        return self.client.post(
+            "/cgi-bin/template/api_add_template", body, then=lambda r: str(r["template_id"])
+        )
 
     def set_industry(self, industry_id1: int | str, industry_id2: int | str) -> dict[str, Any]:
         """Set the account's primary and secondary industries (once a month):
