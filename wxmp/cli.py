@@ -488,7 +488,7 @@ def publish_command(article: Path, cover: str | None, submit: bool, preview_open
     from .publish import Publisher
 
     wx = _wx()
-    publisher = Publisher(wx, wx.state().settings.appid or "-", echo=lambda line: click.echo(line, err=True))
+    publisher = Publisher(wx, wx.settings.appid or "-", echo=lambda line: click.echo(line, err=True))
     result = publisher.prepare(article, cover)
     counts = f"{result.uploaded} uploaded, {result.reused} already on WeChat"
     click.echo(f"draft {result.media_id} {result.draft} ({counts})")
