@@ -47,6 +47,8 @@ class Equivalent:
     before: str
     after: str
     reason: str
+    #: when the same line and change occur several times in the function: which one (1-based)
+    nth: int | None = None
 
 
 @dataclass
@@ -106,7 +108,11 @@ def load_config(path: Path = CONFIG) -> Config:
             raise ValueError(f"{path}: equivalent #{i + 1} names {entry['module']!r}, not in [modules]")
         if not entry["reason"].strip() or "\n" in entry["reason"]:
             raise ValueError(f"{path}: equivalent #{i + 1} needs a one-line reason")
-        equivalents.append(Equivalent(**{k: entry[k] for k in Equivalent.__dataclass_fields__}))
+        nth = entry.get("nth")
+        if nth is not None and (not isinstance(nth, int) or nth < 1):
+            raise ValueError(f"{path}: equivalent #{i + 1}: nth must be a positive integer")
+        fields = {k: entry[k] for k in ("module", "function", "before", "after", "reason")}
+        equivalents.append(Equivalent(**fields, nth=nth))
     return Config(modules=modules, equivalents=equivalents)
 
 
@@ -230,6 +236,8 @@ def match_equivalents(result: ModuleResult, equivalents: list[Equivalent]) -> li
         hits = [
             m for m in result.mutants if (m.function, m.before, m.after) == (eq.function, eq.before, eq.after)
         ]
+        if eq.nth is not None:
+            hits = hits[eq.nth - 1 : eq.nth]
         if not hits:
             stale.append(eq)
         result.equivalent.extend(h for h in hits if h not in result.equivalent)
@@ -250,6 +258,13 @@ def report(result: ModuleResult, stale: list[Equivalent], diff: bool, suggest: b
             print(f"   function = {toml_str(m.function)}")
             print(f"   before = {toml_str(m.before)}")
             print(f"   after = {toml_str(m.after)}")
+            twins = [
+                t
+                for t in result.mutants
+                if (t.function, t.before, t.after) == (m.function, m.before, m.after)
+            ]
+            if len(twins) > 1:
+                print(f"   nth = {twins.index(m) + 1}")
             print('   reason = "..."')
     for eq in stale:
         print(f"!! stale equivalent in {eq.module} {eq.function}: {eq.before!r} -> {eq.after!r}")
