@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "tools" / "mutation.toml"
 # Copied next to the package so that tests reading them keep working inside mutmut's copy.
 ALSO_COPY = ["templates", "examples", "tools"]
-KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+KILLED = {"killed", "killed (full run)", "timeout", "segfault", "caught by type check"}
 
 
 @dataclass(frozen=True)
@@ -224,9 +224,41 @@ def run_module(module: str, tests: list[str], jobs: int, keep: bool) -> tuple[li
         tail = log.read_text("utf-8", "replace")[-3000:]
         raise SystemExit(f"mutmut failed on {module} (exit {proc.returncode}); log {log}:\n{tail}")
     mutants = collect(work, module)
+    rerun_untested(work, tests, env, mutants)
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
     return mutants, work
+
+
+def rerun_untested(work: Path, tests: list[str], env: dict[str, str], mutants: list[Mutant]) -> None:
+    """Run every "no tests" mutant against all of the module's tests.
+
+    mutmut picks the tests for a mutant by recording, in its own process, which tests call the
+    function. Code that only runs in a child process (an ``os.register_at_fork`` hook, a
+    ``python -c`` subprocess) is never recorded, though a test may well check it there.
+    """
+    untested = [m for m in mutants if m.status == "no tests"]
+    if untested:
+        print(
+            f"   re-running {len(untested)} 'no tests' mutant(s) against all of {' '.join(tests)}", flush=True
+        )
+    argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
+    for m in untested:
+        try:
+            proc = subprocess.run(
+                [*argv, *tests],
+                cwd=work / "mutants",
+                env={**env, "MUTANT_UNDER_TEST": m.name},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=600,
+            )
+        except subprocess.TimeoutExpired:
+            m.status = "timeout"
+            continue
+        if proc.returncode == 5:
+            continue  # nothing collected: stays "no tests"
+        m.status = "killed (full run)" if proc.returncode else "survived (full run)"
 
 
 def match_equivalents(result: ModuleResult, equivalents: list[Equivalent]) -> list[Equivalent]:
