@@ -242,5 +242,5 @@ def test_any_text_is_well_formed(value: str) -> None:
 
 
 def test_replies_are_frozen_dataclasses() -> None:
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign to field 'content'"):
         TextReply("x").content = "y"  # type: ignore[misc]

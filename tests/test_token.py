@@ -178,8 +178,9 @@ def test_configuration_errors_are_not_retried(fake, clock, errcode, exc):
     assert fake.count(STABLE) == 1
     clock.advance(301)  # after the cool-down one more attempt is allowed
     if errcode == 40125:
-        with pytest.raises(exc):
+        with pytest.raises(exc) as info:
             tm.get()
+        assert info.value.errcode == 40125
         assert fake.count(STABLE) == 2
     else:
         assert tm.get()
@@ -785,7 +786,7 @@ def test_external_mode_gives_up_after_five_seconds_by_default(fake, clock):
 
 def test_external_mode_gives_up_exactly_at_its_deadline(fake, clock):
     worker, _ = manager(fake, clock, fetch=False, external_wait=0.05)
-    with pytest.raises(TokenUnavailableError):
+    with pytest.raises(TokenUnavailableError, match=r"^no valid access_token in the shared simple cache"):
         worker.get()
     assert clock.slept == [0.05]
 
