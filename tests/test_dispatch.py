@@ -108,8 +108,86 @@ def test_shortcuts() -> None:
     assert router.dispatch(load("event_subscribe.xml")) == "s"
     assert router.dispatch(load("event_location.xml")) == "le"
     assert router.dispatch(load("voice.xml")) == "d"
-    with pytest.raises(TypeError):
+    with pytest.raises(
+        TypeError, match=r"^use keyword filters with parentheses: @router\.text\(match=\.\.\.\)$"
+    ):
         router.text(lambda msg: 1, match="x")
+
+
+SHORTCUTS = [
+    ("text", "text.xml"),
+    ("image", "image.xml"),
+    ("voice", "voice.xml"),
+    ("video", "video.xml"),
+    ("location", "location.xml"),
+    ("link", "link.xml"),
+    ("event", "event_view.xml"),
+    ("subscribe", "event_subscribe.xml"),
+    ("unsubscribe", "event_unsubscribe.xml"),
+    ("click", "event_click.xml"),
+    ("scan", "event_scan.xml"),
+    ("location_event", "event_location.xml"),
+    ("default", "shortvideo.xml"),
+]
+
+
+@pytest.mark.parametrize(("name", "data"), SHORTCUTS)
+def test_each_shortcut_returns_the_function_and_routes_its_kind(name: str, data: str) -> None:
+    router = Router()
+
+    def handler(msg: Message) -> str:
+        return name
+
+    assert getattr(router, name)(handler) is handler
+    assert router.dispatch(load(data)) == name
+    if name != "default":  # the others take nothing else (events: no message)
+        others = [d for n, d in SHORTCUTS if d != data and not (name == "event" and d.startswith("event_"))]
+        assert [router.dispatch(load(d)) for d in others] == [None] * len(others)
+
+
+@pytest.mark.parametrize(("name", "data"), SHORTCUTS)
+def test_each_shortcut_takes_filters_in_parentheses(name: str, data: str) -> None:
+    msg = load(data)
+    router = Router()
+
+    def miss(msg: Message) -> str:
+        return "miss"
+
+    def hit(msg: Message) -> str:
+        return "hit"
+
+    assert getattr(router, name)(when=lambda m: False)(miss) is miss
+    assert getattr(router, name)(when=lambda m: m.raw == msg.raw)(hit) is hit
+    assert getattr(router, name)()(miss) is miss
+    assert router.dispatch(msg) == "hit"
+    if name not in ("event", "default"):
+        plain = Router()
+        getattr(plain, name)()(hit)
+        others = [d for n, d in SHORTCUTS if d != data]
+        assert [plain.dispatch(load(d)) for d in others] == [None] * len(others)
+
+
+def test_all_filters_of_a_registration_must_pass() -> None:
+    router = Router()
+    router.on("click", key="V1001_TODAY_MUSIC", when=lambda m: False)(lambda msg: "no")
+    router.on("click", key="OTHER", when=lambda m: True)(lambda msg: "no")
+    router.on("text", match="nothing like this", when=lambda m: True)(lambda msg: "no")
+    assert router.dispatch(load("event_click.xml")) is None
+    assert router.dispatch(load("text.xml")) is None
+
+
+def test_candidates_are_computed_once_per_set_of_kinds() -> None:
+    router = Router()
+    router.on("text")(lambda msg: "t")
+    router.on("click")(lambda msg: "c")
+    text = load("text.xml")
+    first = router._candidates(text.kinds)
+    assert [r.kind for r in first] == ["text"]
+    assert router._candidates(text.kinds) is first
+    assert router._table == {text.kinds: first}
+    router.on()(lambda msg: "all")  # a new registration empties the table
+    assert router._table == {}
+    assert [r.kind for r in router._candidates(text.kinds)] == ["text", None]
 
 
 def test_late_registration_is_seen() -> None:
@@ -122,7 +200,10 @@ def test_late_registration_is_seen() -> None:
 
 def test_bad_registrations() -> None:
     router = Router()
-    with pytest.raises(TypeError):
+    with pytest.raises(
+        TypeError, match=r"^kind must be a message type or event name \(use @on\(\) for a catch-all\)$"
+    ):
         router.on(lambda msg: 1)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^a handler must be callable$"):
         router.on("text")(42)  # type: ignore[type-var]
+    assert router.routes == []

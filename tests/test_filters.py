@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import pytest
@@ -28,6 +29,22 @@ def test_field_equality_alias_and_missing() -> None:
     assert F.field("event_key", "K1")(CLICK)
     assert not F.field("key", "K2")(CLICK)
     assert not F.field("content", "x")(CLICK)  # attribute missing on events
+    assert F.field("type", "text")(text("x"))  # "type" means msg_type
+    assert not F.field("type", "event")(text("x"))
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [None, [None], (None,), {None}, lambda value: True, re.compile("")],
+    ids=["value", "list", "tuple", "set", "callable", "pattern"],
+)
+def test_a_missing_attribute_never_matches(expected: object) -> None:
+    # events have no `content`: not even None, an always-true callable or an empty pattern match
+    assert not F.field("content", expected)(CLICK)
+
+
+def test_choices_may_hold_unhashable_values() -> None:
+    assert F.field("key", [["K0"], "K1"])(CLICK)
 
 
 def test_field_collections_callables_patterns() -> None:
@@ -78,10 +95,22 @@ def test_plain_callables_compose() -> None:
     assert (F.kind("text") & long)(text("long text"))
     assert (long & F.kind("text"))(text("long text"))
     assert not (long | F.openid("oZ"))(text("ab"))
+    assert not (long & F.kind("text"))(text("ab"))  # a plain callable on the left still means "and"
+    assert (long | F.kind("text"))(text("ab"))  # ... and "or"
     assert F.where(long)(text("abcd"))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^a filter must be callable, not int$"):
         F.where(42)  # type: ignore[arg-type]
 
 
 def test_repr_names_the_filter() -> None:
-    assert "key='K1'" in repr(F.field("key", "K1") & ~F.kind("text"))
+    assert repr(F.field("key", "K1") & ~F.kind("text")) == "<Filter (key='K1' & ~kind('text',))>"
+    assert repr(F.openid("oA") | F.regex(r"^a")) == "<Filter (openid | regex('^a'))>"
+    assert repr(F.kind("Click", "SCAN")) == "<Filter kind('click', 'scan')>"
+
+    def vip(msg: object) -> bool:
+        return True
+
+    assert repr(F.where(vip)) == "<Filter vip>"
+    unnamed = functools.partial(vip)  # a callable without __name__
+    assert repr(F.where(unnamed)) == f"<Filter {unnamed!r}>"
+    assert repr(F.Filter(vip, "vip only")) == "<Filter vip only>"

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "tools" / "mutation.toml"
 # Copied next to the package so that tests reading them keep working inside mutmut's copy.
 ALSO_COPY = ["templates", "examples", "tools"]
-KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+KILLED = {"killed", "killed (full run)", "timeout", "segfault", "caught by type check"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class Equivalent:
     before: str
     after: str
     reason: str
+    #: when the same line and change occur several times in the function: which one (1-based)
+    nth: int | None = None
 
 
 @dataclass
@@ -106,7 +108,11 @@ def load_config(path: Path = CONFIG) -> Config:
             raise ValueError(f"{path}: equivalent #{i + 1} names {entry['module']!r}, not in [modules]")
         if not entry["reason"].strip() or "\n" in entry["reason"]:
             raise ValueError(f"{path}: equivalent #{i + 1} needs a one-line reason")
-        equivalents.append(Equivalent(**{k: entry[k] for k in Equivalent.__dataclass_fields__}))
+        nth = entry.get("nth")
+        if nth is not None and (not isinstance(nth, int) or nth < 1):
+            raise ValueError(f"{path}: equivalent #{i + 1}: nth must be a positive integer")
+        fields = {k: entry[k] for k in ("module", "function", "before", "after", "reason")}
+        equivalents.append(Equivalent(**fields, nth=nth))
     return Config(modules=modules, equivalents=equivalents)
 
 
@@ -218,9 +224,41 @@ def run_module(module: str, tests: list[str], jobs: int, keep: bool) -> tuple[li
         tail = log.read_text("utf-8", "replace")[-3000:]
         raise SystemExit(f"mutmut failed on {module} (exit {proc.returncode}); log {log}:\n{tail}")
     mutants = collect(work, module)
+    rerun_untested(work, tests, env, mutants)
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
     return mutants, work
+
+
+def rerun_untested(work: Path, tests: list[str], env: dict[str, str], mutants: list[Mutant]) -> None:
+    """Run every "no tests" mutant against all of the module's tests.
+
+    mutmut picks the tests for a mutant by recording, in its own process, which tests call the
+    function. Code that only runs in a child process (an ``os.register_at_fork`` hook, a
+    ``python -c`` subprocess) is never recorded, though a test may well check it there.
+    """
+    untested = [m for m in mutants if m.status == "no tests"]
+    if untested:
+        print(
+            f"   re-running {len(untested)} 'no tests' mutant(s) against all of {' '.join(tests)}", flush=True
+        )
+    argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
+    for m in untested:
+        try:
+            proc = subprocess.run(
+                [*argv, *tests],
+                cwd=work / "mutants",
+                env={**env, "MUTANT_UNDER_TEST": m.name},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=600,
+            )
+        except subprocess.TimeoutExpired:
+            m.status = "timeout"
+            continue
+        if proc.returncode == 5:
+            continue  # nothing collected: stays "no tests"
+        m.status = "killed (full run)" if proc.returncode else "survived (full run)"
 
 
 def match_equivalents(result: ModuleResult, equivalents: list[Equivalent]) -> list[Equivalent]:
@@ -230,6 +268,8 @@ def match_equivalents(result: ModuleResult, equivalents: list[Equivalent]) -> li
         hits = [
             m for m in result.mutants if (m.function, m.before, m.after) == (eq.function, eq.before, eq.after)
         ]
+        if eq.nth is not None:
+            hits = hits[eq.nth - 1 : eq.nth]
         if not hits:
             stale.append(eq)
         result.equivalent.extend(h for h in hits if h not in result.equivalent)
@@ -250,6 +290,13 @@ def report(result: ModuleResult, stale: list[Equivalent], diff: bool, suggest: b
             print(f"   function = {toml_str(m.function)}")
             print(f"   before = {toml_str(m.before)}")
             print(f"   after = {toml_str(m.after)}")
+            twins = [
+                t
+                for t in result.mutants
+                if (t.function, t.before, t.after) == (m.function, m.before, m.after)
+            ]
+            if len(twins) > 1:
+                print(f"   nth = {twins.index(m) + 1}")
             print('   reason = "..."')
     for eq in stale:
         print(f"!! stale equivalent in {eq.module} {eq.function}: {eq.before!r} -> {eq.after!r}")

@@ -264,7 +264,8 @@ def _reply_from_fields(fields: dict[str, Any]) -> Reply:
             hq_music_url=b.get("HQMusicUrl"),
         )
     if kind == "news":
-        items = block("Articles").get("item", [])
+        # an empty <item></item> parses to "" rather than a dict
+        items = [i if isinstance(i, dict) else {} for i in block("Articles").get("item", [])]
         return NewsReply(
             Article(i.get("Title", ""), i.get("Description", ""), i.get("PicUrl", ""), i.get("Url", ""))
             for i in items

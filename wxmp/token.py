@@ -268,7 +268,7 @@ class TokenManager:
 
     def _cache_down(self, exc: CacheUnavailable) -> None:
         self.cache_ok = False
-        now = time.monotonic()
+        now = self.clock()
         if now - self._cache_warned_at >= _CACHE_WARN_EVERY:
             self._cache_warned_at = now
             log.warning("%s: %s; using this process's copy until it is back", self.kind, exc)
@@ -444,10 +444,12 @@ class TokenManager:
         now = self.clock()
         if now - local.fetched_at < (local.expires_at - local.fetched_at) / 4:
             self.backoff.failed(now)
-            raise TokenUnavailableError(
+            # the reason a caller that gives up is told ("fetching failed (...)")
+            self._last_error = TokenUnavailableError(
                 f"{self.kind}: the shared cache is down and a classic token was fetched "
                 f"{now - local.fetched_at:.0f}s ago; not fetching again yet to protect the daily quota"
             )
+            raise self._last_error
 
     def _count_fetch(self) -> None:
         day = time.strftime("%Y%m%d", time.gmtime(self.clock() + 8 * 3600))  # WeChat's day is Beijing's
