@@ -778,10 +778,21 @@ def test_external_mode_gives_up_after_five_seconds_by_default(fake, clock):
     )
     assert 5 <= clock() - start < 5.1
     assert set(clock.slept) == {0.05}
-    with pytest.raises(
-        TokenUnavailableError, match=r"^access_token: this process is in external mode and never fetches$"
-    ):
+    with pytest.raises(TokenUnavailableError) as refused:
         worker.refresh()
+    assert str(refused.value) == (
+        "access_token: cannot fetch here; this process is in external mode (WXMP_REFRESHER='external'): "
+        "is `flask wxmp refresher` running against the same WXMP_CACHE?"
+    )
+
+
+def test_a_process_without_the_secret_says_so_instead_of_blaming_external_mode(fake, clock):
+    reason = "WXMP_SECRET is not set, so this process cannot fetch one"
+    worker, _ = manager(fake, clock, fetch=False, external_wait=0.05, no_fetch_reason=reason)
+    with pytest.raises(TokenUnavailableError) as info:
+        worker.get()
+    assert str(info.value) == f"no valid access_token in the shared simple cache; {reason}"
+    assert "external" not in str(info.value)
 
 
 def test_external_mode_gives_up_exactly_at_its_deadline(fake, clock):
