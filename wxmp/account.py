@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .api import GROUPS
 from .cache import SharedStore, resolve_cache
 from .client import ApiClient
 from .config import Settings
@@ -66,26 +67,6 @@ if TYPE_CHECKING:
 __all__ = ["GROUPS", "Account", "GroupAccess", "current_account", "default_cache_dir"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: attribute -> (module, class) of each resource group, imported on first use.
-GROUPS: dict[str, tuple[str, str]] = {
-    "user": ("wxmp.api.user", "UserAPI"),
-    "menu": ("wxmp.api.menu", "MenuAPI"),
-    "message": ("wxmp.api.message", "MessageAPI"),
-    "tag": ("wxmp.api.tag", "TagAPI"),
-    "mass": ("wxmp.api.mass", "MassAPI"),
-    "template": ("wxmp.api.template", "TemplateAPI"),
-    "media": ("wxmp.api.media", "MediaAPI"),
-    "qrcode": ("wxmp.api.qrcode", "QRCodeAPI"),
-    "jssdk": ("wxmp.api.jssdk", "JSSDKAPI"),
-    "oauth": ("wxmp.api.oauth", "OAuthAPI"),
-    "misc": ("wxmp.api.misc", "MiscAPI"),
-    "draft": ("wxmp.api.draft", "DraftAPI"),
-    "freepublish": ("wxmp.api.freepublish", "FreePublishAPI"),
-    "notice": ("wxmp.api.notice", "NoticeAPI"),
-    "kf": ("wxmp.api.kf", "KfAPI"),
-    "datacube": ("wxmp.api.datacube", "DatacubeAPI"),
-}
 
 
 def default_cache_dir() -> str:
@@ -390,6 +371,7 @@ class Account(GroupAccess, Shortcuts):
                         max_body=settings.max_body,
                         context=self._handler_scope,
                         sender=self.sender,
+                        allow_plaintext=settings.allow_plaintext,
                     )
                     from .slow import SlowRunner
 

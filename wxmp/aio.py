@@ -279,14 +279,14 @@ class AsyncAccount:
 
     def __getattr__(self, name: str) -> Any:
         # acct.aio.user, acct.aio.menu...: every group in wxmp.account.GROUPS, new ones included.
-        from .account import GROUPS
+        from .api import GROUPS
 
         if name in GROUPS:
             return self.group(name)
         raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
 
     def __dir__(self) -> list[str]:
-        from .account import GROUPS
+        from .api import GROUPS
 
         return sorted({*super().__dir__(), *GROUPS})
 
