@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wxmp.crypto import MessageCrypto, Verifier, check_signature, make_nonce, signature
+from wxmp.crypto import MessageCrypto, Verifier, check_signature, is_envelope, make_nonce, signature
 from wxmp.errors import DecryptError, SignatureError
 from wxmp.testing.clock import FakeClock
 
@@ -263,3 +263,15 @@ class TestVerifier:
         with pytest.raises(SignatureError) as info:
             v.check("0" * 40, "1", "2")
         assert "SecretTok" not in str(info.value)
+
+
+def test_a_reply_envelope_opens_only_with_its_signature():
+    crypto = MessageCrypto("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx0000000000000001")
+    envelope = crypto.encrypt_reply("<xml>hi</xml>", "tok123", "1700000000", "n1").encode()
+    assert is_envelope(envelope) and not is_envelope(b"<xml><ToUserName>")
+    assert crypto.decrypt_reply(envelope, "tok123") == b"<xml>hi</xml>"
+    with pytest.raises(DecryptError, match="^the encrypted reply's MsgSignature does not verify$"):
+        crypto.decrypt_reply(envelope, "othertoken")
+    tampered = envelope.replace(b"<Nonce><![CDATA[n1]]>", b"<Nonce><![CDATA[n2]]>")
+    with pytest.raises(DecryptError, match="MsgSignature does not verify"):
+        crypto.decrypt_reply(tampered, "tok123")

@@ -399,11 +399,11 @@ def simulate_command(text: str, openid: str, show_xml: bool) -> None:
 
 
 def _parse_answer(user: Any, body: bytes) -> tuple[Any, str] | None:
+    from .crypto import is_envelope
     from .replies import EmptyReply, SuccessReply, parse_reply
-    from .sandbox import decrypt_reply
 
-    if body.startswith(b"<xml><Encrypt>"):
-        body = decrypt_reply(user, body)
+    if is_envelope(body):
+        body = user.crypto.decrypt_reply(body, user.token)
     reply = parse_reply(body).reply
     if isinstance(reply, (SuccessReply, EmptyReply)):
         return None

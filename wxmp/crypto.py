@@ -154,3 +154,20 @@ class MessageCrypto:
             f"<TimeStamp>{timestamp}</TimeStamp>"
             f"<Nonce><![CDATA[{nonce}]]></Nonce></xml>"
         )
+
+    def decrypt_reply(self, body: bytes, token: str) -> bytes:
+        """The reply inside an envelope from :meth:`encrypt_reply`, its MsgSignature checked first
+        (what WeChat does with a safe-mode answer): DecryptError when it does not verify."""
+        from .messages import parse_fields
+
+        env = parse_fields(body)
+        encrypt, sig = str(env.get("Encrypt") or ""), str(env.get("MsgSignature") or "")
+        timestamp, nonce = str(env.get("TimeStamp") or ""), str(env.get("Nonce") or "")
+        if not check_signature(sig, token, timestamp, nonce, encrypt):
+            raise DecryptError("the encrypted reply's MsgSignature does not verify")
+        return self.decrypt(encrypt)
+
+
+def is_envelope(body: bytes) -> bool:
+    """True for an encrypted reply envelope (as :meth:`MessageCrypto.encrypt_reply` writes it)."""
+    return body.startswith(b"<xml><Encrypt>")

@@ -39,9 +39,8 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request, url_for
 
 from . import signals
-from .crypto import check_signature
+from .crypto import is_envelope
 from .errors import ConfigError
-from .messages import parse_fields
 from .pages import templates_dir
 from .replies import (
     ImageReply,
@@ -341,8 +340,8 @@ class Sandbox:
             exchange["response_wire"] = result.text
             if result.status == 200:
                 body = result.body
-                if body.startswith(b"<xml><Encrypt>"):
-                    body = decrypt_reply(user, body)
+                if is_envelope(body) and user.crypto is not None:
+                    body = user.crypto.decrypt_reply(body, user.token)
                 exchange["response_xml"] = body.decode("utf-8", "replace")
                 reply = parse_reply(body).reply
             else:
@@ -445,15 +444,6 @@ def _recording(wsgi_app: Any, into: dict[str, Any]) -> Any:
         return wsgi_app(environ, start_response)
 
     return app
-
-
-def decrypt_reply(user: Any, body: bytes) -> bytes:
-    """The plaintext of an encrypted reply to ``user`` (a WeChatUser), its MsgSignature checked."""
-    env = parse_fields(body)
-    encrypt, sig = env.get("Encrypt", ""), env.get("MsgSignature", "")
-    if not check_signature(sig, user.token, env.get("TimeStamp", ""), env.get("Nonce", ""), encrypt):
-        raise ValueError("the encrypted reply's MsgSignature does not verify")
-    return user.crypto.decrypt(encrypt)
 
 
 def _text(action: Mapping[str, Any], name: str, default: str = "", limit: int = 2048) -> str:

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..crypto import MessageCrypto, check_signature, signature
-from ..messages import parse_fields
+from ..crypto import MessageCrypto, is_envelope, signature
+from ..errors import DecryptError
 from ..replies import EmptyReply, ParsedReply, Reply, SuccessReply, cdata, parse_reply
 
 __all__ = ["SERVICE_FAILURE", "Attempt", "CallbackRefused", "Delivery", "HttpResult", "WeChatUser"]
@@ -307,7 +307,7 @@ class WeChatUser:
             reply = None
             if result.status == 200:
                 body = result.body
-                if body.startswith(b"<xml><Encrypt>"):
+                if is_envelope(body):
                     body = self._decrypt_reply(body)
                 parsed = parse_reply(body)
                 self.last_reply = parsed
@@ -344,7 +344,7 @@ class WeChatUser:
         if result.status != 200:
             raise CallbackRefused(result)
         body = result.body
-        if body.startswith(b"<xml><Encrypt>"):
+        if is_envelope(body):
             body = self._decrypt_reply(body)
         parsed = parse_reply(body)
         self.last_reply = parsed
@@ -359,12 +359,10 @@ class WeChatUser:
 
     def _decrypt_reply(self, body: bytes) -> bytes:
         assert self.crypto is not None, "got an encrypted reply but this user has no aes_key"
-        env = parse_fields(body)
-        encrypt, sig = env.get("Encrypt", ""), env.get("MsgSignature", "")
-        timestamp, nonce = env.get("TimeStamp", ""), env.get("Nonce", "")
-        if not check_signature(sig, self.token, timestamp, nonce, encrypt):
-            raise AssertionError("the encrypted reply's MsgSignature does not verify")
-        return self.crypto.decrypt(encrypt)
+        try:
+            return self.crypto.decrypt_reply(body, self.token)
+        except DecryptError as exc:
+            raise AssertionError(str(exc)) from None
 
     # -- messages -----------------------------------------------------------------------------
 
