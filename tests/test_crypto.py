@@ -270,7 +270,7 @@ def test_a_reply_envelope_opens_only_with_its_signature():
     envelope = crypto.encrypt_reply("<xml>hi</xml>", "tok123", "1700000000", "n1").encode()
     assert is_envelope(envelope) and not is_envelope(b"<xml><ToUserName>")
     assert crypto.decrypt_reply(envelope, "tok123") == b"<xml>hi</xml>"
-    with pytest.raises(DecryptError, match="^the encrypted reply's MsgSignature does not verify$"):
+    with pytest.raises(DecryptError, match=r"^the encrypted reply's MsgSignature does not verify$"):
         crypto.decrypt_reply(envelope, "othertoken")
     tampered = envelope.replace(b"<Nonce><![CDATA[n1]]>", b"<Nonce><![CDATA[n2]]>")
     with pytest.raises(DecryptError, match="MsgSignature does not verify"):
