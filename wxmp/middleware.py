@@ -1,9 +1,9 @@
 """The callback pipeline as a WSGI app and middleware: verify, decrypt, parse, dedup, dispatch, reply.
 
 :class:`Callback` answers one path (``/wechat`` by default) and passes every other request to the
-app it wraps, so WeChat's pushes skip the web framework's routing. It imports no Flask: ``install``
-puts it in front of a Flask app's ``wsgi_app`` with ``context=app.app_context`` so handlers still run
-inside an app context; any other WSGI app can use it directly::
+app it wraps, so WeChat's pushes skip the web framework's routing. It imports no Flask: an
+:class:`~wxmp.account.Account` builds one (``acct.callback``), and the Flask adapter puts it in front
+of ``app.wsgi_app`` with the app context entered around handlers; any WSGI app can use it directly::
 
     cb = Callback(token="mytoken", aes_key=..., appid="wx...", app=other_wsgi_app)
 
@@ -47,13 +47,12 @@ from .dedup import Deduplicator
 from .dispatch import Router
 from .errors import CallbackError, ConfigError, DecryptError, ParseError
 from .messages import Message, parse, parse_fields
-from .replies import TextReply, reply_for
+from .replies import SUCCESS, TextReply, reply_for
 
 if TYPE_CHECKING:
-    from .config import Settings
     from .slow import SlowRunner
 
-__all__ = ["Callback", "CallbackMiddleware", "install"]
+__all__ = ["Callback"]
 
 log = logging.getLogger("wxmp.callback")
 
@@ -70,7 +69,6 @@ _STATUS = {
     405: "405 Method Not Allowed",
     413: "413 Content Too Large",
 }
-_SUCCESS = b"success"
 #: WeChat waits 5 s for an answer; waits inside a handler that it does not control (for a token)
 #: are cut to this (see wxmp.deadline).
 HANDLER_BUDGET = 4.0
@@ -251,7 +249,7 @@ class Callback:
 
     def _render(self, reply: str, encrypted: bool) -> tuple[str, bytes]:
         """The HTTP answer for a rendered reply: (content type, body), encrypted like the push."""
-        if encrypted and reply and reply != "success":
+        if encrypted and reply and reply != SUCCESS:
             assert self.crypto is not None
             envelope = self.crypto.encrypt_reply(reply, self.token, str(int(self.clock())), make_nonce())
             return _XML, envelope.encode()
@@ -332,11 +330,7 @@ class Callback:
         log.exception("wxmp handler failed for %s from %s", "/".join(msg.kinds), msg.from_user_name)
         if signals.handler_failed.receivers:
             signals.handler_failed.send(self.sender, message=msg, exception=exc)
-        return "success"
-
-
-#: The name design.md uses for the same class.
-CallbackMiddleware = Callback
+        return SUCCESS
 
 
 def _parse_query(qs: str) -> dict[str, str]:
@@ -392,31 +386,3 @@ class _BodyMarks:
             return
         if seen is not None and seen != digest:
             raise _Refused(403, "signature check failed", "a seen signature with another body")
-
-
-def install(app: Any, *, router: Router, settings: Settings, store: SharedStore, sender: object) -> Callback:
-    """Put a :class:`Callback` in front of a Flask app's ``wsgi_app`` (handlers run in an app context).
-
-    Uses ``settings``: token, aes_key, appid, callback_path, timestamp_window, max_body, dedup,
-    dedup_ttl, allow_plaintext. Does not import Flask.
-    """
-    if not settings.token:
-        raise ConfigError("WXMP_TOKEN", "is required for the callback")
-    callback = Callback(
-        settings.token,
-        settings.aes_key,
-        settings.appid,
-        path=settings.callback_path,
-        app=app.wsgi_app,
-        router=router,
-        store=store,
-        dedup=settings.dedup,
-        dedup_ttl=settings.dedup_ttl,
-        timestamp_window=settings.timestamp_window,
-        max_body=settings.max_body,
-        context=app.app_context,
-        sender=sender,
-        allow_plaintext=settings.allow_plaintext,
-    )
-    app.wsgi_app = callback
-    return callback

@@ -202,7 +202,7 @@ class EmptyReply(Reply):
     """Answer with an empty body; WeChat treats it like ``success``."""
 
 
-_PASSIVE = (SuccessReply, EmptyReply)
+#: The body that tells WeChat "received, no reply" (it then shows nothing and does not retry).
 SUCCESS = "success"
 
 

@@ -63,6 +63,7 @@ from .deadline import deadline
 from .errors import ApiError, WxMPError
 from .messages import Message, TextMessage, from_dict
 from .replies import (
+    SUCCESS,
     ImageReply,
     MusicReply,
     NewsReply,
@@ -101,7 +102,6 @@ MAX_MESSAGES = 5
 REPORTED = {45015: "the 48-hour window is closed", 45047: "too many messages", 48001: "no API access"}
 #: How long an account that answered 48001 is treated as one without the customer-service API.
 NO_API_TTL = 86400
-_SUCCESS = "success"
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -374,7 +374,7 @@ class SlowRunner:
         n = self._attempt(key)
         done = self.store.get(self._name("done", key))
         if done is None and self.store.get(self._name("cs", key)):
-            return _SUCCESS  # answered already; the result goes through the customer-service API
+            return SUCCESS  # answered already; the result goes through the customer-service API
         if done is None:
             self._claim(msg, key, strategy)
             done = yield from self._wait(msg, key, strategy, answer_by)
@@ -387,13 +387,13 @@ class SlowRunner:
             if done is not None:
                 return self._hand_out(key, done)
             self._typing(msg, True)
-            return _SUCCESS
+            return SUCCESS
         if n < opts.attempts:
             # Leave this delivery unanswered until WeChat has given up on it, so that it retries;
             # keep renewing the claim meanwhile in case the worker running the job dies.
             hold_until = start + opts.wechat_timeout + opts.margin
             yield from self._wait(msg, key, strategy, hold_until, ignore_done=True)
-            return _SUCCESS
+            return SUCCESS
         # The last expected delivery: answer in time, and let the user's next message get the result.
         self.store.set(self._name("gave-up", key), 1, opts.result_ttl)
         done = self.store.get(self._name("done", key))
@@ -454,10 +454,10 @@ class SlowRunner:
     def _hand_out(self, key: str, done: dict[str, Any]) -> str:
         """The passive reply for a finished job, if this delivery wins the right to hand it out."""
         if not done.get("ok"):
-            return _SUCCESS
+            return SUCCESS
         if self.store.add(self._name("sent", key), 1, self.options.result_ttl):
             return str(done["xml"])
-        return _SUCCESS
+        return SUCCESS
 
     def _take_held(self, msg: Message) -> str | None:
         """A result kept for this user's next message (or keyword), handed out once."""
