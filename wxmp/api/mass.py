@@ -9,15 +9,34 @@ the job was queued; the result arrives later as the ``MASSSENDJOBFINISH`` event.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._base import ApiGroup
 
-__all__ = ["MassAPI"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["Audience", "MassAPI"]
 
 MIN_OPENIDS = 2
 MAX_OPENIDS = 10_000
 MAX_CLIENTMSGID = 64  # bytes
+
+
+class Audience(TypedDict, total=False):
+    """Who receives a mass message and how: the keyword arguments every ``send_*`` takes.
+
+    ``tag_id`` (followers with that tag) or ``to_all=True`` send through ``sendall``; ``openids``
+    (2 to 10,000) through ``send``; exactly one of the three. ``send_ignore_reprint`` sends an
+    article even when WeChat judges it a reprint; ``clientmsgid`` (up to 64 bytes) makes the send
+    idempotent: a repeat raises :class:`~wxmp.errors.DuplicateClientMsgIdError` with the job's id.
+    """
+
+    tag_id: int | None
+    to_all: bool
+    openids: Iterable[str] | None
+    send_ignore_reprint: bool
+    clientmsgid: str | None
 
 
 class MassAPI(ApiGroup):
@@ -28,12 +47,8 @@ class MassAPI(ApiGroup):
         msgtype: str,
         payload: Mapping[str, Any],
         *,
-        tag_id: int | None = None,
-        to_all: bool = False,
-        openids: Iterable[str] | None = None,
-        send_ignore_reprint: bool = False,
-        clientmsgid: str | None = None,
         payload_key: str | None = None,
+        **audience: Unpack[Audience],
     ) -> dict[str, Any]:
         """Any msgtype: ``POST /cgi-bin/message/mass/sendall`` (tag, all) or ``.../send`` (openids).
 
@@ -42,6 +57,10 @@ class MassAPI(ApiGroup):
         whose ``msg_id`` is the existing job's, or, within a minute of the first,
         :class:`~wxmp.errors.RetryTooSoonError` (45066).
         """
+        tag_id = audience.get("tag_id")
+        to_all = audience.get("to_all", False)
+        openids = audience.get("openids")
+        clientmsgid = audience.get("clientmsgid")
         body: dict[str, Any] = {"msgtype": msgtype, payload_key or msgtype: dict(payload)}
         if openids is not None:
             if tag_id is not None or to_all:
@@ -61,7 +80,7 @@ class MassAPI(ApiGroup):
                 raise ValueError("mass send: say who receives it: tag_id=, to_all=True or openids=")
             body["filter"] = {"is_to_all": True} if to_all else {"is_to_all": False, "tag_id": tag_id}
             path = "/cgi-bin/message/mass/sendall"
-        body["send_ignore_reprint"] = 1 if send_ignore_reprint else 0
+        body["send_ignore_reprint"] = 1 if audience.get("send_ignore_reprint") else 0
         if clientmsgid is not None:
             if not clientmsgid or len(clientmsgid.encode("utf-8")) > MAX_CLIENTMSGID:
                 raise ValueError(f"mass send: clientmsgid must be 1 to {MAX_CLIENTMSGID} bytes")
@@ -71,37 +90,24 @@ class MassAPI(ApiGroup):
     def send_text(
         self,
         content: str,
-        *,
-        tag_id: int | None = None,
-        to_all: bool = False,
-        openids: Iterable[str] | None = None,
-        send_ignore_reprint: bool = False,
-        clientmsgid: str | None = None,
+        **audience: Unpack[Audience],
     ) -> dict[str, Any]:
         """Mass text: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype text)."""
         return self.send(
             "text",
             {"content": content},
-            tag_id=tag_id,
-            to_all=to_all,
-            openids=openids,
-            send_ignore_reprint=send_ignore_reprint,
-            clientmsgid=clientmsgid,
+            **audience,
         )
 
     def send_image(
         self,
         media_ids: str | Sequence[str],
         *,
-        tag_id: int | None = None,
-        to_all: bool = False,
-        openids: Iterable[str] | None = None,
-        send_ignore_reprint: bool = False,
-        clientmsgid: str | None = None,
         recommend: str | None = None,
         need_open_comment: bool = False,
         only_fans_can_comment: bool = False,
         legacy: bool = False,
+        **audience: Unpack[Audience],
     ) -> dict[str, Any]:
         """Mass image(s): ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype image).
 
@@ -130,44 +136,26 @@ class MassAPI(ApiGroup):
         return self.send(
             "image",
             payload,
-            tag_id=tag_id,
-            to_all=to_all,
-            openids=openids,
-            send_ignore_reprint=send_ignore_reprint,
-            clientmsgid=clientmsgid,
+            **audience,
             payload_key="image" if legacy else "images",
         )
 
     def send_voice(
         self,
         media_id: str,
-        *,
-        tag_id: int | None = None,
-        to_all: bool = False,
-        openids: Iterable[str] | None = None,
-        send_ignore_reprint: bool = False,
-        clientmsgid: str | None = None,
+        **audience: Unpack[Audience],
     ) -> dict[str, Any]:
         """Mass voice: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype voice)."""
         return self.send(
             "voice",
             {"media_id": media_id},
-            tag_id=tag_id,
-            to_all=to_all,
-            openids=openids,
-            send_ignore_reprint=send_ignore_reprint,
-            clientmsgid=clientmsgid,
+            **audience,
         )
 
     def send_mpnews(
         self,
         media_id: str,
-        *,
-        tag_id: int | None = None,
-        to_all: bool = False,
-        openids: Iterable[str] | None = None,
-        send_ignore_reprint: bool = False,
-        clientmsgid: str | None = None,
+        **audience: Unpack[Audience],
     ) -> dict[str, Any]:
         """Mass article from a draft: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (mpnews).
 
@@ -177,53 +165,31 @@ class MassAPI(ApiGroup):
         return self.send(
             "mpnews",
             {"media_id": media_id},
-            tag_id=tag_id,
-            to_all=to_all,
-            openids=openids,
-            send_ignore_reprint=send_ignore_reprint,
-            clientmsgid=clientmsgid,
+            **audience,
         )
 
     def send_mpvideo(
         self,
         media_id: str,
-        *,
-        tag_id: int | None = None,
-        to_all: bool = False,
-        openids: Iterable[str] | None = None,
-        send_ignore_reprint: bool = False,
-        clientmsgid: str | None = None,
+        **audience: Unpack[Audience],
     ) -> dict[str, Any]:
         """Mass video (from :meth:`upload_video`): ``POST /cgi-bin/message/mass/sendall`` or ``/send``."""
         return self.send(
             "mpvideo",
             {"media_id": media_id},
-            tag_id=tag_id,
-            to_all=to_all,
-            openids=openids,
-            send_ignore_reprint=send_ignore_reprint,
-            clientmsgid=clientmsgid,
+            **audience,
         )
 
     def send_wxcard(
         self,
         card_id: str,
-        *,
-        tag_id: int | None = None,
-        to_all: bool = False,
-        openids: Iterable[str] | None = None,
-        send_ignore_reprint: bool = False,
-        clientmsgid: str | None = None,
+        **audience: Unpack[Audience],
     ) -> dict[str, Any]:
         """Mass card: ``POST /cgi-bin/message/mass/sendall`` or ``/send`` (msgtype wxcard)."""
         return self.send(
             "wxcard",
             {"card_id": card_id},
-            tag_id=tag_id,
-            to_all=to_all,
-            openids=openids,
-            send_ignore_reprint=send_ignore_reprint,
-            clientmsgid=clientmsgid,
+            **audience,
         )
 
     def upload_video(self, media_id: str, title: str, description: str = "") -> dict[str, Any]:
