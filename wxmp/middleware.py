@@ -121,7 +121,7 @@ class Callback:
         if dedup:
             if store is None:
                 store = SharedStore(SimpleCache(threshold=10_000, default_timeout=0))
-            self.dedup: Deduplicator | None = Deduplicator(store, dedup_ttl)
+            self.dedup: Deduplicator | None = Deduplicator(store, dedup_ttl, wall_clock=clock)
         else:
             self.dedup = None
 
@@ -208,7 +208,7 @@ class Callback:
         if signals.message_received.receivers:
             signals.message_received.send(self.sender, message=msg)
 
-        reply = self.process(msg)
+        reply = self.process(msg, encrypted=encrypted)
 
         if encrypted and reply and reply != "success":
             assert self.crypto is not None
@@ -237,20 +237,30 @@ class Callback:
             raise _Refused(403, "signature check failed", str(exc)) from None
         return self.crypto.decrypt(encrypt)
 
-    def process(self, msg: Message) -> str:
-        """Dedup, dispatch and render: the plaintext reply body for ``msg`` ("success" if none)."""
+    def process(self, msg: Message, *, encrypted: bool = False) -> str:
+        """Dedup, dispatch and render: the plaintext reply body for ``msg`` ("success" if none).
+
+        ``encrypted`` says the push came encrypted: dedup keeps the two modes apart, so a reply
+        recorded for an encrypted push is never answered to a plaintext one (and the reverse).
+        """
         dedup = self.dedup
-        claim = None
-        if dedup is not None:
-            key = msg.dedup_key
-            claim = dedup.claim(key)
-            if not claim.run:
-                if signals.duplicate_message.receivers:
-                    signals.duplicate_message.send(self.sender, key=key)
-                return claim.reply
-        reply = self._run(msg)
-        if claim is not None and claim.record:
-            dedup.record(key, reply)  # type: ignore[union-attr]
+        if dedup is None:
+            return self._run(msg)
+        key = msg.dedup_key
+        mode_key = ("aes:" if encrypted else "raw:") + key
+        claim = dedup.claim(mode_key, msg.create_time or None)
+        if not claim.run:
+            if signals.duplicate_message.receivers:
+                signals.duplicate_message.send(self.sender, key=key)
+            return claim.reply
+        if not claim.record:
+            return self._run(msg)
+        try:
+            reply = self._run(msg)
+        except BaseException:  # interrupted (worker timeout, shutdown): let the lease lapse
+            dedup.release(mode_key)
+            raise
+        dedup.record(mode_key, reply)
         return reply
 
     def _run(self, msg: Message) -> str:
