@@ -265,6 +265,7 @@ def test_a_lapsed_lease_lets_the_next_attempt_run(kind: str, tmp_path: Path) -> 
     dedup.release("crashed")  # the claimer dies without a reply
     assert dedup.claim("done", created).run
     dedup.record("done", "<xml>kept</xml>")
+    dedup.backend.flush()  # type: ignore[attr-defined]
     wall.advance(5)  # WeChat's second attempt: still within the lease
     assert dedup.claim("crashed", created).reply == "success"
     wall.advance(6)  # the third attempt, past the lease: runs again, once

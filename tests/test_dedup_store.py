@@ -123,6 +123,7 @@ def test_a_filesystem_claim_is_one_exclusive_create(tmp_path: Path, monkeypatch:
         assert dedup.claim(f"m{i}", NOW).run
         dedup.record(f"m{i}", f"<xml>{i}</xml>")
         assert calls.take() == {"open": 1}
+    assert dedup.backend.flush()  # type: ignore[attr-defined]
     assert dedup.claim("m3", NOW) == (False, False, "<xml>3</xml>")
     assert calls.take() == {"open": 2}  # the failed create, then reading the reply
 
@@ -171,6 +172,7 @@ def test_replies_and_pending_marks_in_files(tmp_path: Path) -> None:
     assert store.claim("k", 10, clock()) is None
     assert store.read("k", clock()) == PENDING
     store.record("k", "回复 <xml/>".encode() * 2000, 300)  # a long reply, read back whole
+    assert store.flush()
     assert store.read("k", clock()) == "回复 <xml/>".encode() * 2000
     # Another namespace on the same folder never sees this one's marks.
     other = FileDedupStore(str(tmp_path), "other", ttl=300, clock=clock)
@@ -242,13 +244,13 @@ def test_the_response_leaves_before_the_reply_is_written(redis_url: str, redis_s
     assert cb.dedup is not None
     backend = cb.dedup.backend
     assert isinstance(backend, RedisDedupStore)
-    backend.writing.clear()  # hold the writer
+    backend.writer.writing.clear()  # hold the writer
     try:
         assert user.send_text("quick", msg_id=55).content == f"for {user.openid}: quick"  # type: ignore[union-attr]
         name = backend._key("raw:" + parse(user.message_xml("text", {}, msg_id=55)).dedup_key)
         assert redis.Redis.from_url(redis_url).get(name) == PENDING
     finally:
-        backend.writing.set()
+        backend.writer.writing.set()
     assert backend.flush()
     written = redis.Redis.from_url(redis_url).get(name)
     assert written.startswith(b"<xml>") and b"quick" in written
@@ -323,11 +325,12 @@ def test_memcached_values_are_raw_bytes(memcached_server: Any, memcached_store: 
 
     dedup = Deduplicator(memcached_store)
     assert dedup.claim("k", NOW).run
-    dedup.record("k", "<xml>r</xml>")
+    dedup.record("k", "<xml>r</xml>")  # sent without waiting for an answer
+    assert dedup.backend.read("k") == b"<xml>r</xml>"  # on the same connection: after the set
     raw = Client(("127.0.0.1", memcached_server.port))
     name = dedup.backend._key("k")  # type: ignore[attr-defined]
     assert raw.get(name) == b"<xml>r</xml>"
-    raw.set(name, pickle.dumps(("not", "ours")), flags=1)  # a pickled value is not ours: success
+    raw.set(name, pickle.dumps(("not", "ours")), flags=1, noreply=False)  # pickled: not ours
     assert dedup.claim("k", NOW) == (False, False, "success")
 
 

@@ -24,6 +24,7 @@ import atexit
 import collections
 import fcntl
 import hashlib
+import logging
 import os
 import struct
 import threading
@@ -35,6 +36,8 @@ from typing import Any, Protocol
 from .cache import CacheUnavailable, SharedStore
 
 __all__ = ["PENDING", "DedupStore", "open_store"]
+
+log = logging.getLogger("wxmp.callback")
 
 #: The value of a claim whose reply is not recorded yet; a rendered reply never starts with NUL.
 PENDING = b"\x00pending"
@@ -65,6 +68,9 @@ class DedupStore(Protocol):
     def release(self, key: str) -> None:
         """Give up a claim without a reply (the pending lease then lapses on its own)."""
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the recorded replies are written (tests, shutdown); False on timeout."""
+
 
 def digest(key: str) -> str:
     """The backend name of a logical key: fixed length, legal everywhere (memcached, file names)."""
@@ -86,7 +92,8 @@ def open_store(
     backend = store.backend
     try:
         if backend == "filesystem":
-            return FileDedupStore(cache._path, store.namespace, ttl, clock=clock)  # type: ignore[attr-defined]
+            path = cache._path  # type: ignore[attr-defined]
+            return FileDedupStore(path, store.namespace, ttl, clock=clock, on_error=on_error)
         if backend == "redis":
             prefix = (getattr(cache, "key_prefix", None) or "") + store.namespace
             return RedisDedupStore(cache._write_client, prefix, on_error=on_error)  # type: ignore[attr-defined]
@@ -98,6 +105,86 @@ def open_store(
     except AttributeError:  # a cachelib subclass without the attribute we build on
         pass
     return CacheDedupStore(store)
+
+
+# -- the background writer ----------------------------------------------------------------------
+
+
+class Writer:
+    """One daemon thread per store and process that writes recorded replies in batches.
+
+    Recording a reply only appends to a queue; the thread wakes, waits ``delay`` s so the replies of
+    concurrent requests join the batch, and hands the batch to ``write``. A process that dies with
+    replies still queued loses them: their pending marks lapse after the lease, exactly as if it
+    had died before answering. A clean exit flushes the queue (for up to a second).
+    """
+
+    def __init__(self, write: Callable[[list[Any]], None], *, delay: float = 0.01) -> None:
+        self.write = write
+        self.delay = delay
+        self._queue: collections.deque[Any] = collections.deque()
+        self._cond = threading.Condition()
+        self._unwritten = 0  # recorded, not yet written
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        #: Cleared, the thread waits (tests use it to see a response leave before its reply is written).
+        self.writing = threading.Event()
+        self.writing.set()
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            if self._pid != os.getpid():  # forked: the parent's thread did not come along
+                self._pid, self._thread, self._unwritten = os.getpid(), None, 0
+                self._queue.clear()  # the parent writes those
+            self._queue.append(item)
+            self._unwritten += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=_run_writer, args=(weakref.ref(self),), daemon=True)
+                self._thread.name = "wxmp-dedup-writer"
+                self._thread.start()
+                _WRITERS.add(self)
+            self._cond.notify()
+
+    def _pass(self) -> None:
+        """One pass of the thread: wait for work, let it gather, write it."""
+        with self._cond:
+            if not self._queue:
+                self._cond.wait(30)
+            if not self._queue:
+                return
+        time.sleep(self.delay)
+        self.writing.wait()
+        batch = [self._queue.popleft() for _ in range(min(len(self._queue), 1000))]
+        try:
+            self.write(batch)
+        finally:
+            with self._cond:
+                self._unwritten -= len(batch)
+                self._cond.notify_all()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued reply is written (tests, shutdown); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._unwritten <= 0, timeout)
+
+
+def _run_writer(ref: weakref.ref[Writer]) -> None:
+    """The thread's loop; it holds its writer weakly and ends with it."""
+    while (writer := ref()) is not None:
+        try:
+            writer._pass()
+        except Exception:  # write() reports its own failures; never let the thread die
+            log.exception("wxmp dedup: the reply writer failed")
+        del writer
+
+
+_WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_writers() -> None:
+    for writer in list(_WRITERS):
+        writer.flush(timeout=1.0)
 
 
 # -- filesystem ---------------------------------------------------------------------------------
@@ -123,7 +210,8 @@ class FileDedupStore:
     """Marks as small files under ``<cache dir>/dedup/<namespace>/<minute>/<sha256>``.
 
     A claim is one exclusive create; the file stays empty while pending (its mtime starts the lease)
-    and gets the reply after the handler. A mark lives ``ttl`` s past its message's CreateTime and
+    and gets the reply after the handler, written by a :class:`Writer` (``background=False``: at
+    once). A mark lives ``ttl`` s past its message's CreateTime and
     at least a minute past its claim. Whole minute folders are removed once expired, a few files
     per claim, so no request scans a folder and the number of files stays bounded by the
     messages of ``ttl`` + 3 minutes.
@@ -139,6 +227,8 @@ class FileDedupStore:
         *,
         clock: Callable[[], float] = time.time,
         max_files: int = MAX_FILES,
+        background: bool = True,
+        on_error: OnError | None = None,
     ) -> None:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in namespace)[:100] or "_"
         self.root = os.path.join(cache_dir, "dedup", safe)
@@ -152,7 +242,8 @@ class FileDedupStore:
         self._scan: Any = None  # os.scandir iterator of _doomed[0]
         self._made: dict[int, int] = {}  # files this process created, per live folder
         self._files = 0
-        self._dirs: set[str] = set()  # folders known to exist
+        self.on_error = on_error
+        self.writer = Writer(self._write) if background else None
         self._private(os.path.join(cache_dir, "dedup"))
         self._private(self.root)
 
@@ -263,14 +354,31 @@ class FileDedupStore:
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
         fd = self._open.pop(key, None)
-        if fd is None:
-            return
-        try:
-            os.pwrite(fd, _REPLY.pack(b"R", len(reply)) + reply, 0)
-        except OSError as exc:
-            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
-        finally:
-            os.close(fd)
+        if fd is not None:
+            data = _REPLY.pack(b"R", len(reply)) + reply
+            if self.writer is None:
+                self._write([(fd, data)])
+            else:
+                self.writer.put((fd, data))
+
+    def _write(self, batch: list[tuple[int, bytes]]) -> None:
+        failed: OSError | None = None
+        for fd, data in batch:
+            try:
+                os.pwrite(fd, data, 0)
+            except OSError as exc:
+                failed = exc
+            finally:
+                os.close(fd)
+        if failed is not None:
+            error = CacheUnavailable(f"filesystem dedup store: {failed.strerror}")
+            if self.writer is None or self.on_error is None:
+                raise error
+            self.on_error("could not store replies", error)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every recorded reply is written; False on timeout."""
+        return self.writer is None or self.writer.flush(timeout)
 
     def release(self, key: str) -> None:
         fd = self._open.pop(key, None)
@@ -354,30 +462,16 @@ def _read_value(fd: int) -> bytes:
 
 
 class RedisDedupStore:
-    """``SET NX PX GET`` claims (one round trip); replies written by one background thread per process.
-
-    The writer sends the replies recorded since its last pass as one pipeline, a few ms after the
-    first, so recording never holds a response. A process that dies with replies still queued loses
-    them: their pending marks lapse after the lease, as if it had died before answering.
-    """
+    """``SET NX PX GET`` claims (one round trip); replies sent in pipelined batches by a :class:`Writer`."""
 
     name = "redis"
-    #: How long the writer lets replies accumulate before it sends them, seconds.
-    batch_delay = 0.002
 
     def __init__(self, client: Any, prefix: str, *, on_error: OnError | None = None) -> None:
         self.client = client
         self.prefix = prefix + ":dedup:"
         self.on_error = on_error
         self._set_get = True  # SET ... NX GET needs Redis 7.0
-        self._queue: collections.deque[tuple[str, bytes, int]] = collections.deque()
-        self._cond = threading.Condition()
-        self._unwritten = 0  # recorded, not yet acknowledged by Redis
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        #: Cleared, the writer waits (tests use it to see a response leave before its reply is written).
-        self.writing = threading.Event()
-        self.writing.set()
+        self.writer = Writer(self._write)
 
     def __repr__(self) -> str:
         return f"<RedisDedupStore {self.prefix!r}>"
@@ -409,22 +503,14 @@ class RedisDedupStore:
             raise CacheUnavailable(f"redis dedup store: {type(exc).__name__}") from None
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
-        item = (self._key(key), reply, max(1, int(ttl * 1000)))
-        with self._cond:
-            if self._pid != os.getpid():  # forked: the parent's writer thread did not come along
-                self._pid, self._thread, self._unwritten = os.getpid(), None, 0
-                self._queue.clear()
-            self._queue.append(item)
-            self._unwritten += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=_writer, args=(weakref.ref(self),), daemon=True)
-                self._thread.name = "wxmp-dedup-writer"
-                self._thread.start()
-                _WRITERS.add(self)
-            self._cond.notify()
+        self.writer.put((self._key(key), reply, max(1, int(ttl * 1000))))
 
     def release(self, key: str) -> None:
         pass
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every recorded reply is written; False on timeout."""
+        return self.writer.flush(timeout)
 
     def _write(self, batch: list[tuple[str, bytes, int]]) -> None:
         try:
@@ -435,39 +521,6 @@ class RedisDedupStore:
         except Exception as exc:
             if self.on_error is not None:
                 self.on_error("could not store replies", exc)
-        with self._cond:
-            self._unwritten -= len(batch)
-            self._cond.notify_all()
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every recorded reply is written (tests, shutdown); False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._unwritten <= 0, timeout)
-
-
-def _writer(ref: weakref.ref[RedisDedupStore]) -> None:
-    """The writer thread's loop; it holds its store weakly and ends with it."""
-    while (store := ref()) is not None:
-        with store._cond:
-            if not store._queue:
-                store._cond.wait(30)
-            waiting = bool(store._queue)
-        if waiting:
-            time.sleep(store.batch_delay)  # let the replies of concurrent requests join the batch
-            store.writing.wait()
-            batch = [store._queue.popleft() for _ in range(min(len(store._queue), 1000))]
-            store._write(batch)
-        del store
-
-
-_WRITERS: weakref.WeakSet[RedisDedupStore] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_writers() -> None:
-    """At a clean exit, send the replies still queued (a crash loses them; see the class docstring)."""
-    for store in list(_WRITERS):
-        store.flush(timeout=1.0)
 
 
 # -- memcached ----------------------------------------------------------------------------------
@@ -525,6 +578,9 @@ class MemcachedDedupStore:
     def release(self, key: str) -> None:
         pass
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True
+
 
 def _seconds(ttl: float) -> int:
     return max(1, int(ttl + 0.999))
@@ -534,31 +590,31 @@ def _raw_client(client: Any) -> Any:
     """A pymemcache client to the same servers as ``client`` that never (un)pickles.
 
     cachelib's memcached client may carry a pickling serde; ours stores and returns raw bytes, with
-    replies on (an ``add`` without a reply always "succeeds") and a connection pool per server so
-    threads may share it.
+    replies on (an ``add`` without a reply always "succeeds"), TCP_NODELAY (a noreply ``set`` then an
+    ``add`` would otherwise meet Nagle and delayed ACK: 40 ms each) and a connection pool, so threads
+    may share it. One server: a plain pooled client (a hashing client costs more per call).
     """
-    from pymemcache.client.base import Client
+    from pymemcache.client.base import Client, PooledClient
     from pymemcache.client.hash import HashClient
 
     if isinstance(client, HashClient):
         kw = client.default_kwargs
         servers = [c.server for c in client.clients.values()]
-    elif isinstance(client, Client):
+    elif isinstance(client, (Client, PooledClient)):
         kw = {"connect_timeout": client.connect_timeout, "timeout": client.timeout}
         servers = [client.server]
     else:
         raise AttributeError("not a pymemcache client")
-    return HashClient(
-        servers,
-        serde=_RawSerde(),
-        connect_timeout=kw.get("connect_timeout"),
-        timeout=kw.get("timeout"),
-        default_noreply=False,
-        no_delay=True,  # a noreply set then an add: without it, Nagle meets delayed ACK (40 ms each)
-        use_pooling=True,
-        retry_attempts=1,
-        dead_timeout=1,
-    )
+    options = {
+        "serde": _RawSerde(),
+        "connect_timeout": kw.get("connect_timeout"),
+        "timeout": kw.get("timeout"),
+        "default_noreply": False,
+        "no_delay": True,
+    }
+    if len(servers) == 1:
+        return PooledClient(servers[0], **options)
+    return HashClient(servers, use_pooling=True, retry_attempts=1, dead_timeout=1, **options)
 
 
 # -- one process --------------------------------------------------------------------------------
@@ -615,6 +671,9 @@ class MemoryDedupStore:
     def release(self, key: str) -> None:
         pass
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True
+
 
 # -- any other cachelib cache -------------------------------------------------------------------
 
@@ -646,3 +705,6 @@ class CacheDedupStore:
 
     def release(self, key: str) -> None:
         pass
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True
