@@ -245,7 +245,7 @@ def test_pending_mark_is_a_short_lease_and_the_reply_is_kept_for_the_ttl(
     assert name.startswith("lease:dedup:")
     assert 0 < client.pttl(name) <= 10_000  # Redis frees a crashed claimer's mark within 10 s
     dedup.record("m1", "<xml>reply</xml>")
-    assert dedup.backend.flush()  # type: ignore[attr-defined]
+    assert dedup.backend.flush()
     assert client.ttl(name) > 250
     assert client.get(name) == b"<xml>reply</xml>"  # raw bytes, no pickle
 
@@ -265,7 +265,7 @@ def test_a_lapsed_lease_lets_the_next_attempt_run(kind: str, tmp_path: Path) -> 
     dedup.release("crashed")  # the claimer dies without a reply
     assert dedup.claim("done", created).run
     dedup.record("done", "<xml>kept</xml>")
-    dedup.backend.flush()  # type: ignore[attr-defined]
+    dedup.backend.flush()
     wall.advance(5)  # WeChat's second attempt: still within the lease
     assert dedup.claim("crashed", created).reply == "success"
     wall.advance(6)  # the third attempt, past the lease: runs again, once

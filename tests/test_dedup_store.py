@@ -166,14 +166,12 @@ def test_a_flood_keeps_the_files_bounded_and_each_claim_cheap(
     assert worst["listdir"] == 1 and total["listdir"] <= minutes + 1
 
 
-@pytest.mark.parametrize("background", [False, True])
-def test_replies_and_pending_marks_in_files(tmp_path: Path, background: bool) -> None:
+def test_replies_and_pending_marks_in_files(tmp_path: Path) -> None:
     clock = FakeClock(time.time())
-    store = FileDedupStore(str(tmp_path), "ns", ttl=300, clock=clock, background=background)
+    store = FileDedupStore(str(tmp_path), "ns", ttl=300, clock=clock)
     assert store.claim("k", 10, clock()) is None
     assert store.read("k", clock()) == PENDING
     store.record("k", "回复 <xml/>".encode() * 2000, 300)  # a long reply, read back whole
-    assert store.flush()
     assert store.read("k", clock()) == "回复 <xml/>".encode() * 2000
     # Another namespace on the same folder never sees this one's marks.
     other = FileDedupStore(str(tmp_path), "other", ttl=300, clock=clock)
@@ -228,7 +226,7 @@ def test_a_message_costs_two_redis_commands_and_one_wait(redis_url: str, redis_s
     for i in range(10):
         user.send_text(f"m{i}", msg_id=1000 + i)
     assert backend.flush()
-    # Per message: the claim (SET NX PX GET, waited for) and the reply (SET PX, in the background).
+    # Per message: the claim (SET NX PX GET, waited for) and the reply (SET PX, sent, answer unread).
     assert commandstats(admin) == {"set": 20}
     admin.config_resetstat()
     assert user.send_text("m3", msg_id=1003).content == f"for {user.openid}: m3"  # type: ignore[union-attr]
@@ -236,25 +234,46 @@ def test_a_message_costs_two_redis_commands_and_one_wait(redis_url: str, redis_s
     assert len(runs) == 11
 
 
-def test_the_response_leaves_before_the_reply_is_written(redis_url: str, redis_store: SharedStore) -> None:
+def test_recording_a_reply_waits_for_nothing(
+    redis_url: str, redis_store: SharedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+    from redis.connection import AbstractConnection
+
+    reads: list[int] = []
+    real = AbstractConnection.read_response
+
+    def counted(self: Any, *args: Any, **kw: Any) -> Any:
+        reads.append(1)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(AbstractConnection, "read_response", counted)
+    backend = Deduplicator(redis_store).backend
+    assert isinstance(backend, RedisDedupStore)
+    assert backend.claim("warm-up", 10) is None  # connects (HELLO, CLIENT SETINFO)
+    reads.clear()
+    assert backend.claim("a", 10) is None and len(reads) == 1
+    backend.record("a", b"<xml>a</xml>", 300)
+    assert len(reads) == 1  # sent, not waited for
+    assert backend.claim("b", 10) is None
+    assert len(reads) == 3  # a's +OK, already there, then b's claim: one round trip
+    assert redis.Redis.from_url(redis_url).get(backend._key("a")) == b"<xml>a</xml>"
+    assert backend.claim("a", 10) == b"<xml>a</xml>"  # a retry: the claim's GET brings the reply
+
+
+def test_a_connection_closed_while_idle_is_no_outage(
+    redis_url: str, redis_store: SharedStore, caplog: pytest.LogCaptureFixture
+) -> None:
     import redis
 
-    clock = FakeClock(NOW)
-    cb = callback(redis_store, clock, [])
-    user = WeChatUser(cb, "tok123", clock=clock)
-    assert cb.dedup is not None
-    backend = cb.dedup.backend
-    assert isinstance(backend, RedisDedupStore)
-    backend.writer.writing.clear()  # hold the writer
-    try:
-        assert user.send_text("quick", msg_id=55).content == f"for {user.openid}: quick"  # type: ignore[union-attr]
-        name = backend._key("raw:" + parse(user.message_xml("text", {}, msg_id=55)).dedup_key)
-        assert redis.Redis.from_url(redis_url).get(name) == PENDING
-    finally:
-        backend.writer.writing.set()
-    assert backend.flush()
-    written = redis.Redis.from_url(redis_url).get(name)
-    assert written.startswith(b"<xml>") and b"quick" in written
+    wait = FakeClock(0)
+    dedup = Deduplicator(redis_store, clock=wait, sleep=wait.sleep)
+    assert dedup.claim("before", NOW).run
+    dedup.record("before", "<xml>b</xml>")
+    redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)  # e.g. Redis's timeout
+    assert dedup.claim("after", NOW) == (True, True, "")
+    assert dedup.claim("after", NOW) == (False, False, "success")  # still deduplicating
+    assert "without dedup" not in caplog.text
 
 
 def test_two_accounts_on_one_redis_keep_their_marks_apart(redis_url: str) -> None:

@@ -82,7 +82,7 @@ class Deduplicator:
         self.retry_after = retry_after
         self._last_warning: float | None = None
         self._down_until = 0.0
-        self.backend: DedupStore = open_store(store, ttl, clock=wall_clock, on_error=self._warn)
+        self.backend: DedupStore = open_store(store, ttl, clock=wall_clock)
 
     def __repr__(self) -> str:
         return f"<Deduplicator {self.store!r} ttl={self.ttl}>"

@@ -8,7 +8,7 @@ backend on the request path:
 backend     claim (the request path)                            reply (after the handler)
 =========== =================================================== =====================================
 filesystem  ``os.open(O_CREAT|O_EXCL)`` in a per-minute folder   ``pwrite`` into the claimed file
-redis       ``SET key PENDING NX PX lease GET`` (one round trip) ``SET PX ttl`` by a background writer
+redis       ``SET key PENDING NX PX lease GET`` (one round trip) ``SET PX ttl`` sent, answer read later
 memcached   ``add``                                             ``set`` with ``noreply`` (no wait)
 simple      a dict under a lock (one process)                   the same dict
 =========== =================================================== =====================================
@@ -20,16 +20,14 @@ read from a backend is ever unpickled.
 
 from __future__ import annotations
 
-import atexit
 import collections
+import contextlib
 import fcntl
 import hashlib
-import logging
 import os
 import struct
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -37,14 +35,21 @@ from .cache import CacheUnavailable, SharedStore
 
 __all__ = ["PENDING", "DedupStore", "open_store"]
 
-log = logging.getLogger("wxmp.callback")
-
 #: The value of a claim whose reply is not recorded yet; a rendered reply never starts with NUL.
 PENDING = b"\x00pending"
 #: A claim lost to a mark that expired before it could be read: answered ``success``, not run twice.
 GONE = b"\x00gone"
 
-OnError = Callable[[str, Exception], None]
+try:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+except ImportError:  # redis is optional; without it no RedisDedupStore is made
+
+    class ResponseError(Exception):  # type: ignore[no-redef]
+        """Stands in for redis's error answer."""
+
+    class RedisConnectionError(Exception):  # type: ignore[no-redef]
+        """Stands in for redis's lost connection."""
 
 
 class DedupStore(Protocol):
@@ -82,21 +87,19 @@ def open_store(
     ttl: float,
     *,
     clock: Callable[[], float] = time.time,
-    on_error: OnError | None = None,
 ) -> DedupStore:
     """The dedup store for ``store``'s backend (its cachelib object and namespace).
 
-    ``clock`` is wall time (file leases and time folders); ``on_error`` hears background write failures.
+    ``clock`` is wall time (file leases and time folders of the local stores).
     """
     cache = store.cache
     backend = store.backend
     try:
         if backend == "filesystem":
-            path = cache._path  # type: ignore[attr-defined]
-            return FileDedupStore(path, store.namespace, ttl, clock=clock, on_error=on_error)
+            return FileDedupStore(cache._path, store.namespace, ttl, clock=clock)  # type: ignore[attr-defined]
         if backend == "redis":
             prefix = (getattr(cache, "key_prefix", None) or "") + store.namespace
-            return RedisDedupStore(cache._write_client, prefix, on_error=on_error)  # type: ignore[attr-defined]
+            return RedisDedupStore(cache._write_client, prefix)  # type: ignore[attr-defined]
         if backend == "memcached":
             prefix = (getattr(cache, "key_prefix", None) or "") + store.namespace
             return MemcachedDedupStore(cache._client, prefix)  # type: ignore[attr-defined]
@@ -105,86 +108,6 @@ def open_store(
     except AttributeError:  # a cachelib subclass without the attribute we build on
         pass
     return CacheDedupStore(store)
-
-
-# -- the background writer ----------------------------------------------------------------------
-
-
-class Writer:
-    """One daemon thread per store and process that writes recorded replies in batches.
-
-    Recording a reply only appends to a queue; the thread wakes, waits ``delay`` s so the replies of
-    concurrent requests join the batch, and hands the batch to ``write``. A process that dies with
-    replies still queued loses them: their pending marks lapse after the lease, exactly as if it
-    had died before answering. A clean exit flushes the queue (for up to a second).
-    """
-
-    def __init__(self, write: Callable[[list[Any]], None], *, delay: float = 0.01) -> None:
-        self.write = write
-        self.delay = delay
-        self._queue: collections.deque[Any] = collections.deque()
-        self._cond = threading.Condition()
-        self._unwritten = 0  # recorded, not yet written
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        #: Cleared, the thread waits (tests use it to see a response leave before its reply is written).
-        self.writing = threading.Event()
-        self.writing.set()
-
-    def put(self, item: Any) -> None:
-        with self._cond:
-            if self._pid != os.getpid():  # forked: the parent's thread did not come along
-                self._pid, self._thread, self._unwritten = os.getpid(), None, 0
-                self._queue.clear()  # the parent writes those
-            self._queue.append(item)
-            self._unwritten += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=_run_writer, args=(weakref.ref(self),), daemon=True)
-                self._thread.name = "wxmp-dedup-writer"
-                self._thread.start()
-                _WRITERS.add(self)
-            self._cond.notify()
-
-    def _pass(self) -> None:
-        """One pass of the thread: wait for work, let it gather, write it."""
-        with self._cond:
-            if not self._queue:
-                self._cond.wait(30)
-            if not self._queue:
-                return
-        time.sleep(self.delay)
-        self.writing.wait()
-        batch = [self._queue.popleft() for _ in range(min(len(self._queue), 1000))]
-        try:
-            self.write(batch)
-        finally:
-            with self._cond:
-                self._unwritten -= len(batch)
-                self._cond.notify_all()
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued reply is written (tests, shutdown); False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._unwritten <= 0, timeout)
-
-
-def _run_writer(ref: weakref.ref[Writer]) -> None:
-    """The thread's loop; it holds its writer weakly and ends with it."""
-    while (writer := ref()) is not None:
-        try:
-            writer._pass()
-        except Exception:  # write() reports its own failures; never let the thread die
-            log.exception("wxmp dedup: the reply writer failed")
-        del writer
-
-
-_WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_writers() -> None:
-    for writer in list(_WRITERS):
-        writer.flush(timeout=1.0)
 
 
 # -- filesystem ---------------------------------------------------------------------------------
@@ -210,8 +133,7 @@ class FileDedupStore:
     """Marks as small files under ``<cache dir>/dedup/<namespace>/<minute>/<sha256>``.
 
     A claim is one exclusive create; the file stays empty while pending (its mtime starts the lease)
-    and gets the reply after the handler: a ``pwrite`` into the page cache, a few µs, so it is done
-    at once (``background=True`` hands it to a :class:`Writer`; measured, that saved nothing).
+    and gets the reply after the handler (a ``pwrite`` into the page cache: a few µs, no wait).
     A mark lives ``ttl`` s past its message's CreateTime and at least a minute past its claim.
     Whole minute folders are removed once expired, a few files per claim, so no request scans a
     folder and the number of files stays bounded by the messages of ``ttl`` + 3 minutes.
@@ -227,8 +149,6 @@ class FileDedupStore:
         *,
         clock: Callable[[], float] = time.time,
         max_files: int = MAX_FILES,
-        background: bool = False,
-        on_error: OnError | None = None,
     ) -> None:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in namespace)[:100] or "_"
         self.root = os.path.join(cache_dir, "dedup", safe)
@@ -242,8 +162,6 @@ class FileDedupStore:
         self._scan: Any = None  # os.scandir iterator of _doomed[0]
         self._made: dict[int, int] = {}  # files this process created, per live folder
         self._files = 0
-        self.on_error = on_error
-        self.writer = Writer(self._write) if background else None
         self._private(os.path.join(cache_dir, "dedup"))
         self._private(self.root)
 
@@ -354,36 +272,22 @@ class FileDedupStore:
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
         fd = self._open.pop(key, None)
-        if fd is not None:
-            data = _REPLY.pack(b"R", len(reply)) + reply
-            if self.writer is None:
-                self._write([(fd, data)])
-            else:
-                self.writer.put((fd, data))
-
-    def _write(self, batch: list[tuple[int, bytes]]) -> None:
-        failed: OSError | None = None
-        for fd, data in batch:
-            try:
-                os.pwrite(fd, data, 0)
-            except OSError as exc:
-                failed = exc
-            finally:
-                os.close(fd)
-        if failed is not None:
-            error = CacheUnavailable(f"filesystem dedup store: {failed.strerror}")
-            if self.writer is None or self.on_error is None:
-                raise error
-            self.on_error("could not store replies", error)
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every recorded reply is written; False on timeout."""
-        return self.writer is None or self.writer.flush(timeout)
+        if fd is None:
+            return
+        try:
+            os.pwrite(fd, _REPLY.pack(b"R", len(reply)) + reply, 0)
+        except OSError as exc:
+            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
+        finally:
+            os.close(fd)
 
     def release(self, key: str) -> None:
         fd = self._open.pop(key, None)
         if fd is not None:
             os.close(fd)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True  # replies are written before record returns
 
     # -- expiry: O(1) per claim --
 
@@ -463,17 +367,41 @@ def _read_value(fd: int) -> bytes:
 # -- redis --------------------------------------------------------------------------------------
 
 
+class _Pipe:
+    """A connection of our own with the replies sent on it whose answers are not read yet."""
+
+    __slots__ = ("conn", "unread", "used")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.unread = 0
+        self.used = False
+
+    def drain(self) -> None:
+        while self.unread:  # the answers to replies recorded earlier on this connection
+            self.unread -= 1
+            with contextlib.suppress(ResponseError):
+                self.conn.read_response()
+
+
 class RedisDedupStore:
-    """``SET NX PX GET`` claims (one round trip); replies sent in pipelined batches by a :class:`Writer`."""
+    """``SET NX PX GET`` claims (one round trip); each reply is sent without waiting for its answer.
+
+    The store keeps connections of its own (one per concurrent request, reused). ``record`` writes
+    ``SET key reply PX ttl`` to one and returns: Redis applies it as soon as it arrives, and its
+    ``+OK`` is read during the next claim on that connection, whose round trip is paid anyway. So a
+    message costs one blocking round trip and two commands; the reply is on the wire before the
+    response leaves, so a crash after answering loses nothing.
+    """
 
     name = "redis"
 
-    def __init__(self, client: Any, prefix: str, *, on_error: OnError | None = None) -> None:
+    def __init__(self, client: Any, prefix: str) -> None:
         self.client = client
         self.prefix = prefix + ":dedup:"
-        self.on_error = on_error
         self._set_get = True  # SET ... NX GET needs Redis 7.0
-        self.writer = Writer(self._write)
+        self._pipes: collections.deque[_Pipe] = collections.deque()
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"<RedisDedupStore {self.prefix!r}>"
@@ -481,22 +409,57 @@ class RedisDedupStore:
     def _key(self, key: str) -> str:
         return self.prefix + digest(key)
 
+    def _take(self) -> _Pipe:
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
+            self._pid = os.getpid()
+            self._pipes = collections.deque()
+        try:
+            return self._pipes.pop()
+        except IndexError:
+            return _Pipe(self.client.connection_pool.make_connection())
+
+    def _use(self, op: Callable[[_Pipe], Any]) -> Any:
+        """Run ``op`` on a connection; one retry when a reused connection turns out closed."""
+        pipe = self._take()
+        for retry in (False, True):
+            try:
+                result = op(pipe)
+            except Exception as exc:
+                pipe.unread = 0
+                with contextlib.suppress(Exception):
+                    pipe.conn.disconnect()  # the next command reconnects
+                # A server or proxy may close an idle connection; that is no outage.
+                if retry or not pipe.used or not isinstance(exc, (ConnectionError, RedisConnectionError)):
+                    raise CacheUnavailable(f"redis dedup store: {type(exc).__name__}") from None
+                continue
+            pipe.used = True
+            self._pipes.append(pipe)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
         name = self._key(key)
         px = max(1, int(lease * 1000))
-        try:
+
+        def op(pipe: _Pipe) -> Any:
+            conn = pipe.conn
             if self._set_get:
+                conn.send_command("SET", name, PENDING, "NX", "PX", px, "GET")
+                pipe.drain()
                 try:
-                    return self.client.set(name, PENDING, nx=True, px=px, get=True)  # type: ignore[no-any-return]
-                except Exception as exc:
+                    return conn.read_response()
+                except ResponseError as exc:
                     if "syntax" not in str(exc).lower():
                         raise
                     self._set_get = False  # Redis < 7.0: claim, then read on a duplicate
-            if self.client.set(name, PENDING, nx=True, px=px):
+            conn.send_command("SET", name, PENDING, "NX", "PX", px)
+            pipe.drain()
+            if conn.read_response():
                 return None
-            return self.client.get(name) or GONE  # type: ignore[no-any-return]
-        except Exception as exc:
-            raise CacheUnavailable(f"redis dedup store: {type(exc).__name__}") from None
+            conn.send_command("GET", name)
+            return conn.read_response() or GONE
+
+        return self._use(op)  # type: ignore[no-any-return]
 
     def read(self, key: str, created: float | None = None) -> bytes | None:
         try:
@@ -505,24 +468,28 @@ class RedisDedupStore:
             raise CacheUnavailable(f"redis dedup store: {type(exc).__name__}") from None
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
-        self.writer.put((self._key(key), reply, max(1, int(ttl * 1000))))
+        command = ("SET", self._key(key), reply, "PX", max(1, int(ttl * 1000)))
+
+        def op(pipe: _Pipe) -> None:
+            pipe.conn.send_command(*command)
+            pipe.unread += 1
+
+        self._use(op)
 
     def release(self, key: str) -> None:
         pass
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every recorded reply is written; False on timeout."""
-        return self.writer.flush(timeout)
-
-    def _write(self, batch: list[tuple[str, bytes, int]]) -> None:
+        """Read the answers of every reply sent (Redis applied them on arrival; tests use this)."""
+        pipes = []
+        while self._pipes:
+            pipes.append(self._pipes.pop())
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for name, reply, px in batch:
-                pipe.set(name, reply, px=px)
-            pipe.execute()
-        except Exception as exc:
-            if self.on_error is not None:
-                self.on_error("could not store replies", exc)
+            for pipe in pipes:
+                pipe.drain()
+        finally:
+            self._pipes.extend(pipes)
+        return True
 
 
 # -- memcached ----------------------------------------------------------------------------------
