@@ -234,31 +234,48 @@ def test_a_message_costs_two_redis_commands_and_one_wait(redis_url: str, redis_s
     assert len(runs) == 11
 
 
-def test_recording_a_reply_waits_for_nothing(
+def test_a_message_costs_one_write_and_one_wait(
     redis_url: str, redis_store: SharedStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import redis
     from redis.connection import AbstractConnection
 
-    reads: list[int] = []
-    real = AbstractConnection.read_response
+    calls: list[str] = []
+    for method in ("send_packed_command", "read_response"):
+        real = getattr(AbstractConnection, method)
 
-    def counted(self: Any, *args: Any, **kw: Any) -> Any:
-        reads.append(1)
-        return real(self, *args, **kw)
+        def counted(self: Any, *args: Any, _real: Any = real, _name: str = method, **kw: Any) -> Any:
+            calls.append(_name)
+            return _real(self, *args, **kw)
 
-    monkeypatch.setattr(AbstractConnection, "read_response", counted)
+        monkeypatch.setattr(AbstractConnection, method, counted)
     backend = Deduplicator(redis_store).backend
     assert isinstance(backend, RedisDedupStore)
+    backend.flush_after = 60.0  # keep the flusher thread out of the count
     assert backend.claim("warm-up", 10) is None  # connects (HELLO, CLIENT SETINFO)
-    reads.clear()
-    assert backend.claim("a", 10) is None and len(reads) == 1
+    calls.clear()
+    assert backend.claim("a", 10) is None
+    assert calls == ["send_packed_command", "read_response"]  # one round trip
+    calls.clear()
     backend.record("a", b"<xml>a</xml>", 300)
-    assert len(reads) == 1  # sent, not waited for
+    assert calls == []  # nothing sent, nothing waited for
     assert backend.claim("b", 10) is None
-    assert len(reads) == 3  # a's +OK, already there, then b's claim: one round trip
+    # a's SET rides in b's write; its +OK is read before b's answer, in the same round trip.
+    assert calls == ["send_packed_command", "read_response", "read_response"]
     assert redis.Redis.from_url(redis_url).get(backend._key("a")) == b"<xml>a</xml>"
     assert backend.claim("a", 10) == b"<xml>a</xml>"  # a retry: the claim's GET brings the reply
+
+
+def test_a_reply_no_claim_takes_along_is_sent_soon(redis_url: str, redis_store: SharedStore) -> None:
+    import redis
+
+    backend = Deduplicator(redis_store).backend
+    assert isinstance(backend, RedisDedupStore)
+    assert backend.claim("last", 10) is None
+    backend.flushed.clear()
+    backend.record("last", b"<xml>last</xml>", 300)  # the last message for a while
+    assert backend.flushed.wait(10)
+    assert redis.Redis.from_url(redis_url).get(backend._key("last")) == b"<xml>last</xml>"
 
 
 def test_a_connection_closed_while_idle_is_no_outage(

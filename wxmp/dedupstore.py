@@ -20,6 +20,7 @@ read from a backend is ever unpickled.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import fcntl
@@ -28,6 +29,7 @@ import os
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -368,33 +370,55 @@ def _read_value(fd: int) -> bytes:
 
 
 class _Pipe:
-    """A connection of our own with the replies sent on it whose answers are not read yet."""
+    """A connection of our own: replies recorded but not sent yet, and answers not read yet."""
 
-    __slots__ = ("conn", "unread", "used")
+    __slots__ = ("conn", "pending", "replies", "unread", "used")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
-        self.unread = 0
+        self.pending: list[bytes] = []  # packed SETs of replies, sent with the next command
+        self.replies = 0  # how many SETs are in pending
+        self.unread = 0  # replies sent whose answers are still in the socket
         self.used = False
 
+    def add(self, *args: Any) -> None:
+        self.pending.extend(self.conn.pack_command(*args))
+        self.replies += 1
+
+    def send(self, *args: Any) -> None:
+        """Send the pending replies and (if given) one command, in one write."""
+        replies, sent = b"".join(self.pending), self.replies
+        data = replies + b"".join(self.conn.pack_command(*args)) if args else replies
+        self.pending, self.replies = [], 0
+        if data:
+            try:
+                self.conn.send_packed_command([data])
+            except BaseException:  # not sent: the replies wait for the next attempt
+                self.pending, self.replies = ([replies] if replies else []), sent
+                raise
+            self.unread += sent
+
     def drain(self) -> None:
-        while self.unread:  # the answers to replies recorded earlier on this connection
+        while self.unread:  # the answers to replies sent earlier on this connection
             self.unread -= 1
             with contextlib.suppress(ResponseError):
                 self.conn.read_response()
 
 
 class RedisDedupStore:
-    """``SET NX PX GET`` claims (one round trip); each reply is sent without waiting for its answer.
+    """``SET NX PX GET`` claims: one round trip, one write, per message; replies ride along.
 
-    The store keeps connections of its own (one per concurrent request, reused). ``record`` writes
-    ``SET key reply PX ttl`` to one and returns: Redis applies it as soon as it arrives, and its
-    ``+OK`` is read during the next claim on that connection, whose round trip is paid anyway. So a
-    message costs one blocking round trip and two commands; the reply is on the wire before the
-    response leaves, so a crash after answering loses nothing.
+    The store keeps connections of its own (one per concurrent request, reused). ``record`` packs
+    ``SET key reply PX ttl`` and leaves it on the connection; it is sent in the same write as the
+    next claim on that connection, or by a flusher thread ``flush_after`` s later if no claim comes
+    first, and its ``+OK`` is read during a later claim's round trip. So a message costs one
+    blocking round trip, one write and two commands. A process that dies with replies not yet sent
+    loses them: their pending marks lapse after the lease, as if it had died before answering.
     """
 
     name = "redis"
+    #: The longest a recorded reply waits for a claim to ride with before it is sent on its own.
+    flush_after = 0.05
 
     def __init__(self, client: Any, prefix: str) -> None:
         self.client = client
@@ -402,6 +426,10 @@ class RedisDedupStore:
         self._set_get = True  # SET ... NX GET needs Redis 7.0
         self._pipes: collections.deque[_Pipe] = collections.deque()
         self._pid = os.getpid()
+        self._wake = threading.Event()
+        self._flusher: threading.Thread | None = None
+        #: Set after each pass of the flusher thread (tests wait on it).
+        self.flushed = threading.Event()
 
     def __repr__(self) -> str:
         return f"<RedisDedupStore {self.prefix!r}>"
@@ -410,9 +438,10 @@ class RedisDedupStore:
         return self.prefix + digest(key)
 
     def _take(self) -> _Pipe:
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
+        if self._pid != os.getpid():  # forked: the parent's sockets and thread are not ours
             self._pid = os.getpid()
             self._pipes = collections.deque()
+            self._flusher = None
         try:
             return self._pipes.pop()
         except IndexError:
@@ -444,7 +473,7 @@ class RedisDedupStore:
         def op(pipe: _Pipe) -> Any:
             conn = pipe.conn
             if self._set_get:
-                conn.send_command("SET", name, PENDING, "NX", "PX", px, "GET")
+                pipe.send("SET", name, PENDING, "NX", "PX", px, "GET")
                 pipe.drain()
                 try:
                     return conn.read_response()
@@ -452,11 +481,11 @@ class RedisDedupStore:
                     if "syntax" not in str(exc).lower():
                         raise
                     self._set_get = False  # Redis < 7.0: claim, then read on a duplicate
-            conn.send_command("SET", name, PENDING, "NX", "PX", px)
+            pipe.send("SET", name, PENDING, "NX", "PX", px)
             pipe.drain()
             if conn.read_response():
                 return None
-            conn.send_command("GET", name)
+            pipe.send("GET", name)
             return conn.read_response() or GONE
 
         return self._use(op)  # type: ignore[no-any-return]
@@ -468,28 +497,72 @@ class RedisDedupStore:
             raise CacheUnavailable(f"redis dedup store: {type(exc).__name__}") from None
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
-        command = ("SET", self._key(key), reply, "PX", max(1, int(ttl * 1000)))
-
-        def op(pipe: _Pipe) -> None:
-            pipe.conn.send_command(*command)
-            pipe.unread += 1
-
-        self._use(op)
+        pipe = self._take()
+        pipe.add("SET", self._key(key), reply, "PX", max(1, int(ttl * 1000)))
+        self._pipes.append(pipe)
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=_flusher, args=(weakref.ref(self),), daemon=True)
+            self._flusher.name = "wxmp-dedup-flusher"
+            self._flusher.start()
+            _UNFLUSHED.add(self)
+        self._wake.set()
 
     def release(self, key: str) -> None:
         pass
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Read the answers of every reply sent (Redis applied them on arrival; tests use this)."""
+        """Send every recorded reply now and read the answers; False if Redis could not be reached."""
         pipes = []
         while self._pipes:
             pipes.append(self._pipes.pop())
+        ok = True
         try:
             for pipe in pipes:
-                pipe.drain()
+                try:
+                    pipe.send()
+                    pipe.drain()
+                except Exception:
+                    ok = False
+                    pipe.unread = 0
+                    with contextlib.suppress(Exception):
+                        pipe.conn.disconnect()
         finally:
             self._pipes.extend(pipes)
-        return True
+        return ok
+
+
+_UNFLUSHED: weakref.WeakSet[RedisDedupStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """A clean exit sends the replies still waiting (a crash loses them; see RedisDedupStore)."""
+    for store in list(_UNFLUSHED):
+        store.flush()
+
+
+def _flusher(ref: weakref.ref[RedisDedupStore]) -> None:
+    """Sends replies no claim took along within ``flush_after`` s; holds its store weakly."""
+    while (store := ref()) is not None:
+        wake, delay = store._wake, store.flush_after
+        del store
+        if not wake.wait(30):
+            continue
+        time.sleep(delay)
+        wake.clear()
+        store = ref()
+        if store is None:
+            return
+        pipes = []
+        while store._pipes:
+            pipe = store._pipes.pop()
+            if pipe.pending:
+                with contextlib.suppress(Exception):  # the next claim on it reports an outage
+                    pipe.send()
+            pipes.append(pipe)
+        store._pipes.extend(pipes)
+        store.flushed.set()
+        del store
 
 
 # -- memcached ----------------------------------------------------------------------------------
