@@ -23,7 +23,8 @@ runs at ``--flood-rate`` messages per simulated second, so the dedup store's exp
 flood; it prints the per-message cost at the start and at the end and the files on disk.
 
 Run: ``pip install -e '.[bench]' && python benchmarks/webhook.py [--requests 500 --rounds 15]``;
-``--flood 0`` skips the flood; ``--profile CONFIG`` prints a cProfile of one configuration instead.
+``--flood 0`` skips the flood; ``--profile CONFIG`` prints a cProfile of one configuration instead;
+``--stages`` prices each step of the default configuration on its own.
 """
 
 from __future__ import annotations
@@ -344,6 +345,75 @@ def flood(total: int, rate: float, chunk: int = 1000) -> None:
     )
 
 
+def stages(n: int = 5000, rounds: int = 7) -> None:
+    """CPU µs of each step of the default configuration, each timed on its own over ``n`` messages."""
+    from wxmp import signals
+    from wxmp.deadline import deadline
+    from wxmp.messages import parse
+    from wxmp.middleware import _parse_query
+    from wxmp.replies import reply_for
+
+    app = wxmp_app(False, None)
+    wx = app.extensions["wxmp-bench"]
+    callback = wx.state(app).callback
+    reqs = make_requests(n, 10**17, False)
+    bodies = [body for _, body in reqs]
+    queries = [_parse_query(qs) for qs, _ in reqs]
+    msgs = [parse(body) for body in bodies]
+    now = time.time()
+    dedup = callback.dedup
+    keys = iter(range(10**9))
+
+    def each(items: list[Any], fn: Callable[[Any], Any]) -> Callable[[], None]:
+        def loop() -> None:
+            for item in items:
+                fn(item)
+
+        return loop
+
+    def app_context(_: Any) -> None:
+        with app.app_context():
+            pass
+
+    def in_deadline(_: Any) -> None:
+        with deadline(4.0):
+            pass
+
+    def status_signals(msg: Any) -> None:
+        signals.message_received.send(callback.sender, message=msg)
+        signals.reply_sent.send(callback.sender, message=msg, reply="x")
+
+    def claim_record(msg: Any) -> None:
+        key = f"raw:{next(keys)}"
+        dedup.claim(key, now)
+        dedup.record(key, "<xml>" + "r" * 250 + "</xml>")
+
+    steps: dict[str, Callable[[], None]] = {
+        "query string": each([qs for qs, _ in reqs], _parse_query),
+        "signature + timestamp": each(
+            queries, lambda q: callback.verifier.check(q["signature"], q["timestamp"], q["nonce"])
+        ),
+        "parse (lxml, hardened)": each(bodies, parse),
+        "route + handler": each(msgs, lambda m: callback.router.resolve(m)[0](m)),
+        "render the reply": each(msgs, lambda m: reply_for(m, f"you said: {m.content}", now)),
+        "Flask app context": each(msgs, app_context),
+        "handler deadline": each(msgs, in_deadline),
+        "status counters (signals)": each(msgs, status_signals),
+        "dedup: claim + record (files)": each(msgs, claim_record),
+    }
+    best = dict.fromkeys(steps, float("inf"))
+    for _ in range(rounds):
+        for name, loop in steps.items():
+            cpu = time.process_time()
+            loop()
+            best[name] = min(best[name], time.process_time() - cpu)
+    print(
+        f"\nstages of the default configuration, CPU µs per message (best of {rounds} x {n}, each on its own)"
+    )
+    for name, seconds in best.items():
+        print(f"  {name:<32} {seconds / n * 1e6:6.1f}")
+
+
 def minus(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
     return a[0] - b[0], a[1] - b[1]
 
@@ -361,6 +431,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--flood", type=int, default=100_000)
     parser.add_argument("--flood-rate", type=float, default=100.0)
+    parser.add_argument("--stages", action="store_true", help="price each step of the pipeline instead")
     parser.add_argument(
         "--profile",
         choices=["default", "redis", "memcached", "simple", "off"],
@@ -371,6 +442,9 @@ def main() -> None:
     logging.disable(logging.WARNING)
     for name in ("wechatpy", "werobot"):
         __import__(name)  # the bench extra: pip install -e '.[bench]'
+    if args.stages:
+        stages()
+        return
 
     with servers() as urls:
         caches: dict[str, str | None] = {"default": None, "simple": "simple"}

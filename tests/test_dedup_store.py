@@ -192,6 +192,21 @@ def test_a_full_store_runs_without_dedup_rather_than_fill_the_disk(
     assert sum(len(f) for _, _, f in os.walk(tmp_path / "dedup")) == 5
 
 
+def test_a_cache_folder_that_cannot_hold_marks_runs_without_dedup(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # (The tests run as root, for whom permissions are no obstacle: a file where the folder should be is.)
+    (tmp_path / "dedup").write_text("not a folder")
+    clock = FakeClock(NOW)
+    runs: list[str] = []
+    cb = callback(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")), clock, runs)
+    user = WeChatUser(cb, "tok123", clock=clock)
+    for _ in range(3):
+        assert user.send_text("hi", msg_id=5) is not None  # answered, never a 500
+    assert len(runs) == 3
+    assert caplog.text.count("without dedup") == 1
+
+
 # -- redis: one round trip, the reply written after the response ------------------------------
 
 

@@ -153,6 +153,7 @@ class FileDedupStore:
         max_files: int = MAX_FILES,
     ) -> None:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in namespace)[:100] or "_"
+        self.base = cache_dir
         self.root = os.path.join(cache_dir, "dedup", safe)
         self.ttl = ttl
         self.clock = clock
@@ -164,14 +165,17 @@ class FileDedupStore:
         self._scan: Any = None  # os.scandir iterator of _doomed[0]
         self._made: dict[int, int] = {}  # files this process created, per live folder
         self._files = 0
-        self._private(os.path.join(cache_dir, "dedup"))
-        self._private(self.root)
+        with contextlib.suppress(CacheUnavailable):  # a folder we cannot write: claims say so
+            self._folders(self.root)
 
     def __repr__(self) -> str:
         return f"<FileDedupStore {self.root!r}>"
 
-    @staticmethod
-    def _private(path: str) -> None:
+    def _folders(self, path: str) -> None:
+        """Make ``path`` and the folders between it and the cache folder, each private (0700)."""
+        parent = os.path.dirname(path)
+        if parent != self.base and not os.path.isdir(parent):
+            self._folders(parent)
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
@@ -200,7 +204,7 @@ class FileDedupStore:
         except FileExistsError:
             return self._existing(key, path, lease, now)
         except FileNotFoundError:
-            self._private(path[: path.rfind("/")])
+            self._folders(path[: path.rfind("/")])
             try:
                 fd = os.open(path, _O_CLAIM, 0o600)
             except FileExistsError:
