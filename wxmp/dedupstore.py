@@ -4,14 +4,14 @@
 a key, read it and record a reply on one backend, at the price of one atomic operation of that
 backend on the request path:
 
-=========== =================================================== =====================================
+=========== =================================================== ==========================================
 backend     claim (the request path)                            reply (after the handler)
-=========== =================================================== =====================================
+=========== =================================================== ==========================================
 filesystem  ``os.open(O_CREAT|O_EXCL)`` in a per-minute folder   ``pwrite`` into the claimed file
-redis       ``SET key PENDING NX PX lease GET`` (one round trip) ``SET PX ttl`` sent, answer read later
-memcached   ``add``                                             ``set`` with ``noreply`` (no wait)
+redis       ``SET key PENDING NX PX lease GET`` (one round trip) ``SET PX ttl`` in the next claim's write
+memcached   ``add`` (one round trip)                            ``set`` with ``noreply`` (never waited for)
 simple      a dict under a lock (one process)                   the same dict
-=========== =================================================== =====================================
+=========== =================================================== ==========================================
 
 Keys are the SHA-256 of the logical key (so any ``EventKey`` is a legal memcached key and a file
 name), under the store's namespace. Values are bytes: :data:`PENDING` or the reply's UTF-8; nothing
@@ -70,7 +70,7 @@ class DedupStore(Protocol):
         """The value of ``key`` (:data:`PENDING` or a reply), None if absent or expired."""
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
-        """Store the reply of a key this process claimed, kept for ``ttl`` s (possibly in the background)."""
+        """Store the reply of a key this process claimed, kept for ``ttl`` s; never waits for the backend."""
 
     def release(self, key: str) -> None:
         """Give up a claim without a reply (the pending lease then lapses on its own)."""
