@@ -94,6 +94,28 @@ def test_dead_cache_processes_without_dedup_and_warns_once(caplog: pytest.LogCap
     assert len(warnings) == 2
 
 
+def test_a_cache_that_times_out_is_left_alone_for_a_few_seconds() -> None:
+    from wxmp.cache import CacheUnavailable
+
+    clock = FakeClock(0)
+    dedup = Deduplicator(simple_store(), clock=clock, retry_after=5)
+    calls = []
+
+    class TimingOut:
+        def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+            calls.append(key)
+            clock.advance(2.0)  # a socket timeout
+            raise CacheUnavailable("redis dedup store: TimeoutError")
+
+    dedup.backend = TimingOut()  # type: ignore[assignment]
+    assert dedup.claim("a") == (True, False, "")
+    assert dedup.claim("b") == (True, False, "")  # not asked: one timeout, not one per message
+    assert calls == ["a"]
+    clock.advance(5)
+    dedup.claim("c")
+    assert calls == ["a", "c"]
+
+
 def test_dead_cache_never_500s_through_the_callback() -> None:
     clock = FakeClock(1714036504)
     cb = Callback("tok123", store=SharedStore(DeadCache()), clock=clock)

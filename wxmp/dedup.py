@@ -17,8 +17,9 @@ for one user, or for an encrypted push, is never answered to another user or in 
 
 When the cache is down (:class:`~wxmp.cache.CacheUnavailable`) messages are processed without dedup
 and a warning is logged at most once a minute: a dead cache must never turn into a 500. After a
-failure the backend is left alone for ``retry_after`` seconds, so a cache that does not answer
-costs one timeout, not one per message.
+claim that failed by timing out, the backend is left alone for ``retry_after`` seconds, so a cache
+that does not answer costs one timeout, not one per message; a refused connection costs nothing,
+so dedup resumes with the first message after the cache is back.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ __all__ = ["Claim", "Deduplicator"]
 log = logging.getLogger("wxmp.callback")
 
 SUCCESS = "success"
+#: A failed claim that took this long (a timeout, not a refused connection) keeps the next claims
+#: off the backend for ``retry_after`` seconds.
+SLOW_FAILURE = 0.25
 
 
 class Claim(NamedTuple):
@@ -89,7 +93,6 @@ class Deduplicator:
 
     def _warn(self, what: str, exc: Exception) -> None:
         now = self.clock()
-        self._down_until = now + self.retry_after
         if self._last_warning is None or now - self._last_warning >= self.warn_every:
             self._last_warning = now
             log.warning("wxmp dedup: %s (%s); processing messages without dedup", what, exc)
@@ -99,11 +102,14 @@ class Deduplicator:
 
         ``created`` is the message's CreateTime (the filesystem store files a message by it).
         """
-        if self._down_until and self.clock() < self._down_until:
+        start = self.clock()
+        if self._down_until and start < self._down_until:
             return _RUN_ONLY
         try:
             value = self.backend.claim(key, self.lease, created)
         except CacheUnavailable as exc:
+            if self.clock() - start >= SLOW_FAILURE:  # it failed by timing out: spare the next ones
+                self._down_until = self.clock() + self.retry_after
             self._warn("cache unavailable", exc)
             return _RUN_ONLY
         if value is None:
