@@ -30,12 +30,14 @@ Run: ``pip install -e '.[bench]' && python benchmarks/webhook.py [--requests 500
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import hashlib
 import hmac
 import io
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -132,6 +134,16 @@ def run(app: WSGI, requests: list[tuple[str, bytes]]) -> tuple[float, float]:
 
 # -- contenders -------------------------------------------------------------------------------
 
+_WORKDIR: list[str] = []
+
+
+def workdir() -> str:
+    """One temporary folder for every instance path of the run, removed at exit (a flood leaves 40k files)."""
+    if not _WORKDIR:
+        _WORKDIR.append(tempfile.mkdtemp(prefix="wxmp-bench-"))
+        atexit.register(shutil.rmtree, _WORKDIR[0], True)
+    return _WORKDIR[0]
+
 
 def wxmp_app(safe: bool, cache: str | None, dedup: bool = True) -> Any:
     """``WxMP(app)``; ``cache`` None is the default configuration (filesystem under the instance path)."""
@@ -139,7 +151,7 @@ def wxmp_app(safe: bool, cache: str | None, dedup: bool = True) -> Any:
 
     from wxmp import WxMP
 
-    app = flask.Flask("bench_wxmp", instance_path=tempfile.mkdtemp(prefix="wxmp-bench-"))
+    app = flask.Flask("bench_wxmp", instance_path=tempfile.mkdtemp(dir=workdir()))
     app.config["WXMP_TOKEN"] = TOKEN
     if cache is not None:
         app.config["WXMP_CACHE"] = cache
