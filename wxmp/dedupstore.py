@@ -122,7 +122,7 @@ BUCKET = 60
 SLACK = 60
 #: Deletions done per claim while an expired folder is being removed: more than the one file each
 #: claim creates, so removal keeps up with any flood.
-DELETES_PER_CLAIM = 4
+DELETES_PER_CLAIM = 2
 #: Files one process may hold in the live folders; beyond it, messages run without dedup (with the
 #: usual warning) rather than filling the disk.
 MAX_FILES = 200_000
