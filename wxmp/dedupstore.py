@@ -137,7 +137,7 @@ class FileDedupStore:
     A claim is one exclusive create; the file stays empty while pending (its mtime starts the lease)
     and gets the reply after the handler (a ``pwrite`` into the page cache: a few µs, no wait).
     A mark lives ``ttl`` s past its message's CreateTime and at least a minute past its claim.
-    Whole minute folders are removed once expired, a few files per claim, so no request scans a
+    Whole minute folders are removed once expired, two files per claim, so no request scans a
     folder and the number of files stays bounded by the messages of ``ttl`` + 3 minutes.
     """
 
