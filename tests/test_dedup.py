@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import pytest
 from cachelib import BaseCache, SimpleCache
 
 from wxmp.cache import SharedStore
-from wxmp.dedup import PENDING, Deduplicator
+from wxmp.dedup import Deduplicator
+from wxmp.dedupstore import PENDING
 from wxmp.middleware import Callback
 from wxmp.testing.clock import FakeClock
 from wxmp.testing.user import WeChatUser
@@ -59,7 +61,7 @@ def test_retry_waits_for_a_running_first() -> None:
         calls.append(seconds)
         clock.advance(seconds)
         if len(calls) == 3:  # the first run finishes while the retry polls
-            store.set("dedup:k", "<xml>late</xml>", 300)
+            dedup.record("k", "<xml>late</xml>")
 
     dedup = Deduplicator(store, wait=2.0, poll=0.05, clock=clock, sleep=sleep)
     assert dedup.claim("k").run
@@ -73,7 +75,7 @@ def test_retry_gives_up_with_success() -> None:
     store = simple_store()
     dedup = Deduplicator(store, wait=1.0, poll=0.25, clock=clock, sleep=clock.sleep)
     dedup.claim("k")
-    assert store.get("dedup:k") == PENDING
+    assert dedup.backend.read("k") == PENDING
     assert dedup.claim("k").reply == "success"
     assert clock.slept == [0.25] * 4
 
@@ -90,6 +92,28 @@ def test_dead_cache_processes_without_dedup_and_warns_once(caplog: pytest.LogCap
         dedup.claim("k")
     warnings = [r for r in caplog.records if "without dedup" in r.getMessage()]
     assert len(warnings) == 2
+
+
+def test_a_cache_that_times_out_is_left_alone_for_a_few_seconds() -> None:
+    from wxmp.cache import CacheUnavailable
+
+    clock = FakeClock(0)
+    dedup = Deduplicator(simple_store(), clock=clock, retry_after=5)
+    calls = []
+
+    class TimingOut:
+        def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+            calls.append(key)
+            clock.advance(2.0)  # a socket timeout
+            raise CacheUnavailable("redis dedup store: TimeoutError")
+
+    dedup.backend = TimingOut()  # type: ignore[assignment]
+    assert dedup.claim("a") == (True, False, "")
+    assert dedup.claim("b") == (True, False, "")  # not asked: one timeout, not one per message
+    assert calls == ["a"]
+    clock.advance(5)
+    dedup.claim("c")
+    assert calls == ["a", "c"]
 
 
 def test_dead_cache_never_500s_through_the_callback() -> None:
@@ -239,10 +263,35 @@ def test_pending_mark_is_a_short_lease_and_the_reply_is_kept_for_the_ttl(
     dedup = Deduplicator(store, ttl=300, lease=10)
     assert dedup.claim("m1").run
     client = redis.Redis.from_url(redis_url)
-    assert 0 < client.pttl("lease:dedup:m1") <= 10_000  # a crashed claimer frees it within 10 s
+    name = dedup.backend._key("m1")  # type: ignore[attr-defined]
+    assert name.startswith("lease:dedup:")
+    assert 0 < client.pttl(name) <= 10_000  # Redis frees a crashed claimer's mark within 10 s
     dedup.record("m1", "<xml>reply</xml>")
-    assert client.ttl("lease:dedup:m1") > 250
-    # After a crash (the lease lapsed without a reply), WeChat's next attempt runs the handler.
-    assert dedup.claim("m2").run
-    client.delete("lease:dedup:m2")
-    assert dedup.claim("m2").run
+    assert dedup.backend.flush()
+    assert client.ttl(name) > 250
+    assert client.get(name) == b"<xml>reply</xml>"  # raw bytes, no pickle
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "simple"])
+def test_a_lapsed_lease_lets_the_next_attempt_run(kind: str, tmp_path: Path) -> None:
+    """A claimer that dies before recording: fake time passes the lease, the next delivery runs."""
+    from wxmp.cache import resolve_cache
+
+    spec = f"filesystem:{tmp_path / 'c'}" if kind == "filesystem" else "simple"
+    store = SharedStore(resolve_cache(spec, str(tmp_path)), namespace="lease")
+    wall = FakeClock(time.time())
+    wait = FakeClock(0)
+    dedup = Deduplicator(store, ttl=300, lease=10, wall_clock=wall, clock=wait, sleep=wait.sleep)
+    created = wall()
+    assert dedup.claim("crashed", created).run
+    dedup.release("crashed")  # the claimer dies without a reply
+    assert dedup.claim("done", created).run
+    dedup.record("done", "<xml>kept</xml>")
+    dedup.backend.flush()
+    wall.advance(5)  # WeChat's second attempt: still within the lease
+    assert dedup.claim("crashed", created).reply == "success"
+    wall.advance(6)  # the third attempt, past the lease: runs again, once
+    assert dedup.claim("crashed", created) == (True, True, "")
+    assert not dedup.claim("crashed", created).run
+    wall.advance(250)  # a reply is kept for the ttl
+    assert dedup.claim("done", created) == (False, False, "<xml>kept</xml>")

@@ -312,7 +312,8 @@ def test_missing_numbers_do_not_crash() -> None:
 
 
 def test_dedup_keys() -> None:
-    assert load("text.xml").dedup_key == "gh_3a8c1f2b9d07:m:24536428163871526"
+    # The sender is part of a message's key (security review, finding 3).
+    assert load("text.xml").dedup_key == "gh_3a8c1f2b9d07:m:oQ8Xk5Yb2pN7dLrT0vWmZsH3cE1A:24536428163871526"
     key = load("event_click.xml").dedup_key
     assert "oQ8Xk5Yb2pN7dLrT0vWmZsH3cE1A" in key and "1714036504" in key and "CLICK" in key
 

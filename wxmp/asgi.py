@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import signals
 from .deadline import deadline
-from .middleware import _TEXT, HANDLER_BUDGET, _Refused
+from .middleware import _TEXT, HANDLER_BUDGET, _Refused, mode_dedup_key
 from .middleware import Callback as WsgiCallback
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class AsgiCallback:
             environ["wsgi.input"] = io.BytesIO(await self._read_body(scope, receive))
             environ["CONTENT_LENGTH"] = str(len(environ["wsgi.input"].getvalue()))
             msg, encrypted = cb._receive(environ)
-            reply = await self.process(msg)
+            reply = await self.process(msg, encrypted=encrypted)
             content_type, answer = cb._render(reply, encrypted)
         except _Refused as r:
             cb._refused(environ, r.status, r.reason)
@@ -174,7 +174,7 @@ class AsgiCallback:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def process(self, msg: Message) -> str:
+    async def process(self, msg: Message, *, encrypted: bool = False) -> str:
         """Dedup, dispatch and render, like ``Callback.process``: the plaintext reply for ``msg``.
 
         A plain handler (or none) runs the WSGI callback's own ``process`` in a thread. An
@@ -188,19 +188,25 @@ class AsgiCallback:
                 return slow
         found = cb.router.resolve(msg)
         if found is None or not _is_async(found[0]):
-            return await asyncio.to_thread(cb.process, msg)
+            return await asyncio.to_thread(functools.partial(cb.process, msg, encrypted=encrypted))
         dedup = cb.dedup
-        claim = None
+        if dedup is None:
+            return await self._run(msg, found[0], found[1])
         key = msg.dedup_key
-        if dedup is not None:
-            claim = await asyncio.to_thread(dedup.claim, key)
-            if not claim.run:
-                if signals.duplicate_message.receivers:
-                    signals.duplicate_message.send(cb.sender, key=key)
-                return claim.reply
-        reply = await self._run(msg, found[0], found[1])
-        if dedup is not None and claim is not None and claim.record:
-            await asyncio.to_thread(dedup.record, key, reply)
+        mode_key = mode_dedup_key(msg, encrypted)  # the WSGI callback's keys: one fleet
+        claim = await asyncio.to_thread(dedup.claim, mode_key, msg.create_time or None)
+        if not claim.run:
+            if signals.duplicate_message.receivers:
+                signals.duplicate_message.send(cb.sender, key=key)
+            return claim.reply
+        try:
+            reply = await self._run(msg, found[0], found[1])
+        except BaseException:  # cancelled (client gone, shutdown): let the lease lapse
+            if claim.record:
+                await asyncio.to_thread(dedup.release, mode_key)
+            raise
+        if claim.record:
+            await asyncio.to_thread(dedup.record, mode_key, reply)
         return reply
 
     async def _run(self, msg: Message, handler: Callable[[Any], Any], handed: Any) -> str:

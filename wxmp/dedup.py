@@ -1,10 +1,10 @@
 """Deduplication of WeChat's retries on the shared cache (wechat-api.md §2.3).
 
 WeChat retries a push it got no answer for within 5 s, possibly onto another worker or host. The
-first request *claims* the message with the store's atomic ``add`` (a "pending" mark), runs the
-handler and then ``set``\\s the rendered reply; a retry finds the mark and answers that reply
-without running the handler. A retry that arrives while the first run is still going polls for the
-reply for ``wait`` seconds, then answers ``success``.
+first request *claims* the message with one atomic operation of the backend (a "pending" mark, see
+:mod:`wxmp.dedupstore`), runs the handler and then records the rendered reply; a retry finds the
+mark and answers that reply without running the handler. A retry that arrives while the first run
+is still going polls for the reply for ``wait`` seconds, then answers ``success``.
 
 The pending mark is a *lease* of ``lease`` seconds (10): if the worker that claimed a message dies
 before recording its reply, WeChat's third attempt (about 10 s after the first) runs the handler
@@ -12,8 +12,14 @@ again instead of the message being lost. The price: a handler that takes longer 
 may run twice; such a handler has missed WeChat's 5 s anyway and should answer at once and send
 its result through the customer-service API.
 
+Keys name the sender and the mode (see :meth:`wxmp.middleware.Callback.process`): a reply recorded
+for one user, or for an encrypted push, is never answered to another user or in plaintext.
+
 When the cache is down (:class:`~wxmp.cache.CacheUnavailable`) messages are processed without dedup
-and a warning is logged at most once a minute: a dead cache must never turn into a 500.
+and a warning is logged at most once a minute: a dead cache must never turn into a 500. After a
+claim that failed by timing out, the backend is left alone for ``retry_after`` seconds, so a cache
+that does not answer costs one timeout, not one per message; a refused connection costs nothing,
+so dedup resumes with the first message after the cache is back.
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .cache import CacheUnavailable, SharedStore
+from .dedupstore import PENDING, DedupStore, open_store
 
 __all__ = ["Claim", "Deduplicator"]
 
 log = logging.getLogger("wxmp.callback")
 
-#: Stored while the first run is in progress; a rendered reply never starts with NUL.
-PENDING = "\x00pending"
 SUCCESS = "success"
+#: A failed claim that took this long (a timeout, not a refused connection) keeps the next claims
+#: off the backend for ``retry_after`` seconds.
+SLOW_FAILURE = 0.25
 
 
 class Claim(NamedTuple):
@@ -47,9 +55,10 @@ _RUN_ONLY = Claim(True, False, "")
 
 
 class Deduplicator:
-    """Claims messages on a :class:`~wxmp.cache.SharedStore` and remembers their replies for ``ttl`` s.
+    """Claims messages on a :class:`~wxmp.cache.SharedStore`'s backend and remembers replies for ``ttl`` s.
 
-    ``clock`` and ``sleep`` drive the wait for a reply still being computed; tests inject fakes.
+    ``clock`` and ``sleep`` drive the wait for a reply still being computed; ``wall_clock`` dates the
+    filesystem and in-process marks. Tests inject fakes.
     """
 
     def __init__(
@@ -62,7 +71,9 @@ class Deduplicator:
         poll: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
         warn_every: float = 60.0,
+        retry_after: float = 5.0,
     ) -> None:
         self.store = store
         self.ttl = ttl
@@ -72,7 +83,10 @@ class Deduplicator:
         self.clock = clock
         self.sleep = sleep
         self.warn_every = warn_every
+        self.retry_after = retry_after
         self._last_warning: float | None = None
+        self._down_until = 0.0
+        self.backend: DedupStore = open_store(store, ttl, clock=wall_clock)
 
     def __repr__(self) -> str:
         return f"<Deduplicator {self.store!r} ttl={self.ttl}>"
@@ -83,39 +97,60 @@ class Deduplicator:
             self._last_warning = now
             log.warning("wxmp dedup: %s (%s); processing messages without dedup", what, exc)
 
-    def claim(self, key: str) -> Claim:
-        """Claim ``key``; a duplicate gets the first run's reply (or ``success``)."""
-        name = "dedup:" + key
+    def claim(self, key: str, created: float | None = None) -> Claim:
+        """Claim ``key``; a duplicate gets the first run's reply (or ``success``).
+
+        ``created`` is the message's CreateTime (the filesystem store files a message by it).
+        """
+        start = self.clock()
+        if self._down_until and start < self._down_until:
+            return _RUN_ONLY
         try:
-            if self.store.add(name, PENDING, self.lease):
-                return _RUN_AND_RECORD
-            value = self.store.get(name)
+            value = self.backend.claim(key, self.lease, created)
         except CacheUnavailable as exc:
+            if self.clock() - start >= SLOW_FAILURE:  # it failed by timing out: spare the next ones
+                self._down_until = self.clock() + self.retry_after
             self._warn("cache unavailable", exc)
             return _RUN_ONLY
         if value is None:
-            # The mark expired between add and get: answer quietly rather than run twice.
-            return Claim(False, False, SUCCESS)
+            return _RUN_AND_RECORD
         if value == PENDING:
-            value = self._wait_for(name)
-        return Claim(False, False, value if isinstance(value, str) else SUCCESS)
+            value = self._wait_for(key, created)
+        return Claim(False, False, _decode(value))
 
-    def _wait_for(self, name: str) -> str:
+    def _wait_for(self, key: str, created: float | None) -> bytes | None:
         deadline = self.clock() + self.wait
         while self.clock() < deadline:
             self.sleep(self.poll)
             try:
-                value = self.store.get(name)
+                value = self.backend.read(key, created)
             except CacheUnavailable as exc:
                 self._warn("cache unavailable", exc)
-                return SUCCESS
+                return None
             if value != PENDING:
-                return value if isinstance(value, str) else SUCCESS
-        return SUCCESS
+                return value
+        return None
 
     def record(self, key: str, reply: str) -> None:
         """Remember the rendered (unencrypted) reply so retries get the same answer."""
         try:
-            self.store.set("dedup:" + key, reply, self.ttl)
+            self.backend.record(key, reply.encode("utf-8", "surrogatepass"), self.ttl)
         except CacheUnavailable as exc:
             self._warn("could not store a reply", exc)
+
+    def release(self, key: str) -> None:
+        """Give up a claim without a reply (the handler was interrupted); its lease then lapses."""
+        try:
+            self.backend.release(key)
+        except CacheUnavailable:  # pragma: no cover - releasing never talks to a server
+            pass
+
+
+def _decode(value: bytes | None) -> str:
+    """A stored reply as text; anything else (absent, foreign, undecodable) answers ``success``."""
+    if not value or value[:1] == b"\x00":
+        return SUCCESS
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return SUCCESS

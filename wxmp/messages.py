@@ -199,10 +199,16 @@ class Message:
 
     @property
     def dedup_key(self) -> str:
-        """WeChat's retry identity: MsgId for messages, FromUserName+CreateTime+Event for events (§2.3)."""
-        msg_id = self.raw.get("MsgId")
+        """WeChat's retry identity: sender + MsgId; for events FromUserName + CreateTime + Event (§2.3).
+
+        The sender is part of the key even for messages: MsgId is only WeChat's to assign, and a
+        push from another user that carries someone's MsgId must neither get their reply nor
+        suppress their message.
+        """
+        raw = self.raw
+        msg_id = raw.get("MsgId")
         if msg_id:
-            return f"{self.raw.get('ToUserName', '')}:m:{msg_id}"
+            return f"{raw.get('ToUserName', '')}:m:{raw.get('FromUserName', '')}:{msg_id}"
         return f"{self.raw.get('ToUserName', '')}:e:{self.from_user_name}:{self.create_time}:"
 
 

@@ -135,7 +135,7 @@ class Callback:
             store = SharedStore(SimpleCache(threshold=10_000, default_timeout=0), probe=False)
         self.marks = _BodyMarks(store, timestamp_window)
         if dedup:
-            self.dedup: Deduplicator | None = Deduplicator(store, dedup_ttl)
+            self.dedup: Deduplicator | None = Deduplicator(store, dedup_ttl, wall_clock=clock)
         else:
             self.dedup = None
         if self.crypto is not None and allow_plaintext:
@@ -220,7 +220,7 @@ class Callback:
 
     def _post(self, environ: dict[str, Any]) -> tuple[str, bytes]:
         msg, encrypted = self._receive(environ)
-        reply = self.process(msg)
+        reply = self.process(msg, encrypted=encrypted)
         return self._render(reply, encrypted)
 
     def _receive(self, environ: dict[str, Any]) -> tuple[Message, bool]:
@@ -276,23 +276,33 @@ class Callback:
             raise _Refused(403, "signature check failed", str(exc)) from None
         return self.crypto.decrypt(encrypt)
 
-    def process(self, msg: Message) -> str:
-        """Dedup, dispatch and render: the plaintext reply body for ``msg`` ("success" if none)."""
+    def process(self, msg: Message, *, encrypted: bool = False) -> str:
+        """Dedup, dispatch and render: the plaintext reply body for ``msg`` ("success" if none).
+
+        ``encrypted`` says the push came encrypted: dedup keeps the two modes apart, so a reply
+        recorded for an encrypted push is never answered to a plaintext one (and the reverse).
+        """
         # Slow handlers (wxmp.slow) keep their own claim/lease/result records; None: not theirs.
         if self.router.has_slow and (slow := self._slow_reply(msg)) is not None:
             return slow
         dedup = self.dedup
-        claim = None
-        if dedup is not None:
-            key = msg.dedup_key
-            claim = dedup.claim(key)
-            if not claim.run:
-                if signals.duplicate_message.receivers:
-                    signals.duplicate_message.send(self.sender, key=key)
-                return claim.reply
-        reply = self._run(msg)
-        if claim is not None and claim.record:
-            dedup.record(key, reply)  # type: ignore[union-attr]
+        if dedup is None:
+            return self._run(msg)
+        key = msg.dedup_key
+        mode_key = mode_dedup_key(msg, encrypted)
+        claim = dedup.claim(mode_key, msg.create_time or None)
+        if not claim.run:
+            if signals.duplicate_message.receivers:
+                signals.duplicate_message.send(self.sender, key=key)
+            return claim.reply
+        if not claim.record:
+            return self._run(msg)
+        try:
+            reply = self._run(msg)
+        except BaseException:  # interrupted (worker timeout, shutdown): let the lease lapse
+            dedup.release(mode_key)
+            raise
+        dedup.record(mode_key, reply)
         return reply
 
     def _slow_reply(self, msg: Message) -> str | None:
@@ -331,6 +341,12 @@ class Callback:
         if signals.handler_failed.receivers:
             signals.handler_failed.send(self.sender, message=msg, exception=exc)
         return SUCCESS
+
+
+def mode_dedup_key(msg: Message, encrypted: bool) -> str:
+    """The dedup key of ``msg`` in its mode: replies recorded for encrypted pushes and for plaintext
+    ones never answer each other (WSGI and ASGI callbacks of one fleet share these keys)."""
+    return ("aes:" if encrypted else "raw:") + msg.dedup_key
 
 
 def _parse_query(qs: str) -> dict[str, str]:

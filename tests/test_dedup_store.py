@@ -1,0 +1,449 @@
+"""Dedup stores per backend: operations per message, bounded files, keys per sender and mode, plain values."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import flask
+import pytest
+
+from wxmp import WxMP
+from wxmp.cache import SharedStore, resolve_cache
+from wxmp.dedup import Deduplicator
+from wxmp.dedupstore import (
+    BUCKET,
+    DELETES_PER_CLAIM,
+    PENDING,
+    SLACK,
+    FileDedupStore,
+    MemcachedDedupStore,
+    MemoryDedupStore,
+    RedisDedupStore,
+)
+from wxmp.messages import parse
+from wxmp.middleware import Callback
+from wxmp.testing.clock import FakeClock
+from wxmp.testing.user import WeChatUser
+
+NOW = 1714036504.0
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+APPID = "wx1234567890abcdef"
+
+
+def callback(store: SharedStore | None, clock: FakeClock, runs: list[str], **kw: Any) -> Callback:
+    cb = Callback("tok123", store=store, clock=clock, **kw)
+
+    @cb.on("text")
+    def text(msg: Any) -> str:
+        runs.append(f"{msg.from_user_name}:{msg.content}")
+        return f"for {msg.from_user_name}: {msg.content}"
+
+    @cb.on("event")
+    def event(msg: Any) -> str:
+        runs.append(f"{msg.event}:{msg.event_key}")
+        return f"event {msg.event_key}"
+
+    return cb
+
+
+# -- the default configuration ----------------------------------------------------------------
+
+
+def test_the_default_app_dedups_on_private_files_under_the_instance_folder(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        app = flask.Flask("default", instance_path=str(tmp_path / "instance"))
+        app.config["WXMP_TOKEN"] = "tok123"  # nothing else: what a new user runs
+        wx = WxMP(app)
+        runs: list[str] = []
+        wx.on("text")(lambda msg: runs.append(msg.content) or "once")
+        user = WeChatUser(app, "tok123")
+        assert user.send_text("hi", msg_id=77).content == "once"  # type: ignore[union-attr]
+        assert user.send_text("hi", msg_id=77).content == "once"  # type: ignore[union-attr]
+        assert runs == ["hi"]
+    finally:
+        os.umask(old)
+        wx.stop()
+    cb = wx.state(app).callback
+    assert cb is not None and cb.dedup is not None
+    store = cb.dedup.backend
+    assert isinstance(store, FileDedupStore)
+    root = Path(store.root)
+    assert str(root).startswith(str(tmp_path / "instance"))
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert len(files) == 1
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    for folder in [files[0].parent, root, root.parent]:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_a_callback_without_a_store_dedups_in_process() -> None:
+    cb = Callback("tok123")
+    assert cb.dedup is not None and isinstance(cb.dedup.backend, MemoryDedupStore)
+
+
+# -- filesystem: one create per message, bounded files --------------------------------------
+
+
+class Syscalls:
+    """Counts the file operations the store makes (counting, never timing)."""
+
+    NAMES = ("open", "listdir", "scandir", "unlink", "rmdir", "mkdir", "stat")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.counts = dict.fromkeys(self.NAMES, 0)
+        for name in self.NAMES:
+            real = getattr(os, name)
+
+            def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+                self.counts[_name] += 1
+                return _real(*args, **kw)
+
+            monkeypatch.setattr(os, name, counted)
+
+    def take(self) -> dict[str, int]:
+        out = {k: v for k, v in self.counts.items() if v}
+        self.counts = dict.fromkeys(self.NAMES, 0)
+        return out
+
+
+def test_a_filesystem_claim_is_one_exclusive_create(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(NOW)
+    dedup = Deduplicator(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")), wall_clock=clock)
+    assert dedup.claim("first", NOW).run  # makes the minute's folder
+    dedup.record("first", "r")
+    calls = Syscalls(monkeypatch)
+    for i in range(20):
+        assert dedup.claim(f"m{i}", NOW).run
+        dedup.record(f"m{i}", f"<xml>{i}</xml>")
+        assert calls.take() == {"open": 1}
+    assert dedup.backend.flush()  # type: ignore[attr-defined]
+    assert dedup.claim("m3", NOW) == (False, False, "<xml>3</xml>")
+    assert calls.take() == {"open": 2}  # the failed create, then reading the reply
+
+
+def test_a_flood_keeps_the_files_bounded_and_each_claim_cheap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unique messages at 2/s of fake time for 20 TTLs: files stay within the messages of one TTL."""
+    ttl = 60
+    clock = FakeClock(NOW)
+    store = SharedStore(resolve_cache(f"filesystem:{tmp_path}", ""))
+    dedup = Deduplicator(store, ttl=ttl, wall_clock=clock)
+    backend = dedup.backend
+    assert isinstance(backend, FileDedupStore)
+    calls = Syscalls(monkeypatch)
+    rate, n = 2, 2 * 20 * ttl
+    worst: dict[str, int] = {}
+    total: dict[str, int] = {}
+    most_files = 0
+    for i in range(n):
+        assert dedup.claim(f"flood-{i}", clock()).run
+        dedup.record(f"flood-{i}", "success")
+        for name, count in calls.take().items():
+            worst[name] = max(worst.get(name, 0), count)
+            total[name] = total.get(name, 0) + count
+        clock.advance(1 / rate)
+        if i % 50 == 0:
+            most_files = max(most_files, sum(len(files) for _, _, files in os.walk(backend.root)))
+            calls.take()  # the test's own walk
+    # Bounded by the messages of ttl + 3 minutes (see FileDedupStore), whatever the flood's length.
+    bound = rate * (ttl + SLACK + 2 * BUCKET)
+    assert most_files <= bound
+    assert sum(len(files) for _, _, files in os.walk(backend.root)) <= bound
+    assert len(os.listdir(backend.root)) <= (ttl + SLACK) // BUCKET + 3
+    # No request scans: one create (two when a new minute's folder is made), a few deletions, and
+    # once a minute a listing of the few minute folders.
+    minutes = n // rate // BUCKET + 1
+    assert worst["open"] <= 2 and total["open"] == n + minutes
+    assert worst["unlink"] <= DELETES_PER_CLAIM and total["unlink"] >= n - bound
+    assert worst["listdir"] == 1 and total["listdir"] <= minutes + 1
+
+
+def test_replies_and_pending_marks_in_files(tmp_path: Path) -> None:
+    clock = FakeClock(time.time())
+    store = FileDedupStore(str(tmp_path), "ns", ttl=300, clock=clock)
+    assert store.claim("k", 10, clock()) is None
+    assert store.read("k", clock()) == PENDING
+    store.record("k", "回复 <xml/>".encode() * 2000, 300)  # a long reply, read back whole
+    assert store.read("k", clock()) == "回复 <xml/>".encode() * 2000
+    # Another namespace on the same folder never sees this one's marks.
+    other = FileDedupStore(str(tmp_path), "other", ttl=300, clock=clock)
+    assert other.claim("k", 10, clock()) is None
+
+
+def test_a_full_store_runs_without_dedup_rather_than_fill_the_disk(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(NOW)
+    dedup = Deduplicator(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")), wall_clock=clock)
+    dedup.backend.max_files = 5  # type: ignore[attr-defined]
+    for i in range(5):
+        assert dedup.claim(f"m{i}", NOW) == (True, True, "")
+        dedup.record(f"m{i}", "r")
+    assert dedup.claim("m5", NOW) == (True, False, "")
+    assert "without dedup" in caplog.text
+    assert sum(len(f) for _, _, f in os.walk(tmp_path / "dedup")) == 5
+
+
+def test_a_cache_folder_that_cannot_hold_marks_runs_without_dedup(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # (The tests run as root, for whom permissions are no obstacle: a file where the folder should be is.)
+    (tmp_path / "dedup").write_text("not a folder")
+    clock = FakeClock(NOW)
+    runs: list[str] = []
+    cb = callback(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")), clock, runs)
+    user = WeChatUser(cb, "tok123", clock=clock)
+    for _ in range(3):
+        assert user.send_text("hi", msg_id=5) is not None  # answered, never a 500
+    assert len(runs) == 3
+    assert caplog.text.count("without dedup") == 1
+
+
+# -- redis: one round trip, the reply written after the response ------------------------------
+
+
+def commandstats(client: Any) -> dict[str, int]:
+    """Commands served since the last CONFIG RESETSTAT, without the test's own and connection set-up."""
+    skip = ("cmdstat_info", "cmdstat_config|resetstat", "cmdstat_hello", "cmdstat_client|setinfo")
+    return {
+        name.removeprefix("cmdstat_"): int(v["calls"])
+        for name, v in client.info("commandstats").items()
+        if name not in skip
+    }
+
+
+@pytest.fixture
+def redis_store(redis_url: str) -> Iterator[SharedStore]:
+    yield SharedStore(resolve_cache(redis_url, ""), namespace="wxmp:wx1234567890abcdef")
+
+
+def test_a_message_costs_two_redis_commands_and_one_wait(redis_url: str, redis_store: SharedStore) -> None:
+    import redis
+
+    clock = FakeClock(NOW)
+    runs: list[str] = []
+    cb = callback(redis_store, clock, runs)
+    user = WeChatUser(cb, "tok123", clock=clock)
+    user.send_text("warm up")  # connections opened, client info sent
+    assert cb.dedup is not None
+    backend = cb.dedup.backend
+    assert isinstance(backend, RedisDedupStore) and backend.flush()
+    admin = redis.Redis.from_url(redis_url)
+    admin.config_resetstat()
+    for i in range(10):
+        user.send_text(f"m{i}", msg_id=1000 + i)
+    assert backend.flush()
+    # Per message: the claim (SET NX PX GET, waited for) and the reply (SET PX, sent, answer unread);
+    # plaintext mode adds the binding of the signature to its body (SET NX, security finding 2),
+    # which encrypted pushes do not need (their msg_signature covers the body).
+    assert commandstats(admin) == {"set": 20 + 10}
+    admin.config_resetstat()
+    assert user.send_text("m3", msg_id=1003).content == f"for {user.openid}: m3"  # type: ignore[union-attr]
+    # A retry: the claim's GET brings the reply (1 SET); the binding finds its mark (1 SET NX GET).
+    assert commandstats(admin) == {"set": 1 + 1}
+    assert len(runs) == 11
+
+
+def test_a_message_costs_one_write_and_one_wait(
+    redis_url: str, redis_store: SharedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+    from redis.connection import AbstractConnection
+
+    calls: list[str] = []
+    for method in ("send_packed_command", "read_response"):
+        real = getattr(AbstractConnection, method)
+
+        def counted(self: Any, *args: Any, _real: Any = real, _name: str = method, **kw: Any) -> Any:
+            calls.append(_name)
+            return _real(self, *args, **kw)
+
+        monkeypatch.setattr(AbstractConnection, method, counted)
+    backend = Deduplicator(redis_store).backend
+    assert isinstance(backend, RedisDedupStore)
+    backend.flush_after = 60.0  # keep the flusher thread out of the count
+    assert backend.claim("warm-up", 10) is None  # connects (HELLO, CLIENT SETINFO)
+    calls.clear()
+    assert backend.claim("a", 10) is None
+    assert calls == ["send_packed_command", "read_response"]  # one round trip
+    calls.clear()
+    backend.record("a", b"<xml>a</xml>", 300)
+    assert calls == []  # nothing sent, nothing waited for
+    assert backend.claim("b", 10) is None
+    # a's SET rides in b's write; its +OK is read before b's answer, in the same round trip.
+    assert calls == ["send_packed_command", "read_response", "read_response"]
+    assert redis.Redis.from_url(redis_url).get(backend._key("a")) == b"<xml>a</xml>"
+    assert backend.claim("a", 10) == b"<xml>a</xml>"  # a retry: the claim's GET brings the reply
+
+
+def test_a_reply_no_claim_takes_along_is_sent_soon(redis_url: str, redis_store: SharedStore) -> None:
+    import redis
+
+    backend = Deduplicator(redis_store).backend
+    assert isinstance(backend, RedisDedupStore)
+    assert backend.claim("last", 10) is None
+    backend.flushed.clear()
+    backend.record("last", b"<xml>last</xml>", 300)  # the last message for a while
+    assert backend.flushed.wait(10)
+    assert redis.Redis.from_url(redis_url).get(backend._key("last")) == b"<xml>last</xml>"
+
+
+def test_a_connection_closed_while_idle_is_no_outage(
+    redis_url: str, redis_store: SharedStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis
+
+    wait = FakeClock(0)
+    dedup = Deduplicator(redis_store, clock=wait, sleep=wait.sleep)
+    assert dedup.claim("before", NOW).run
+    dedup.record("before", "<xml>b</xml>")
+    redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)  # e.g. Redis's timeout
+    assert dedup.claim("after", NOW) == (True, True, "")
+    assert dedup.claim("after", NOW) == (False, False, "success")  # still deduplicating
+    assert "without dedup" not in caplog.text
+
+
+def test_two_accounts_on_one_redis_keep_their_marks_apart(redis_url: str) -> None:
+    cache = resolve_cache(redis_url, "")
+    a = Deduplicator(SharedStore(cache, namespace="wxmp:wxaaaaaaaaaaaaaaaa"))
+    b = Deduplicator(SharedStore(cache, namespace="wxmp:wxbbbbbbbbbbbbbbbb"))
+    assert a.claim("same", NOW).run and b.claim("same", NOW).run
+    assert a.backend._key("same").startswith("wxmp:wxaaaaaaaaaaaaaaaa:dedup:")  # type: ignore[attr-defined]
+
+
+def test_a_planted_pickle_is_never_unpickled(redis_url: str, redis_store: SharedStore) -> None:
+    import redis
+
+    dedup = Deduplicator(redis_store)
+
+    class Boom:
+        def __reduce__(self) -> Any:
+            return (os.system, ("touch /tmp/wxmp-pwned-dedup",))
+
+    redis.Redis.from_url(redis_url).set(dedup.backend._key("k"), pickle.dumps(Boom()))  # type: ignore[attr-defined]
+    assert dedup.claim("k", NOW) == (False, False, "success")
+    assert not os.path.exists("/tmp/wxmp-pwned-dedup")
+
+
+# -- memcached: one add, any key ---------------------------------------------------------------
+
+VIEW_URL = (
+    "https://example.com/activity/spring-festival/landing?"
+    + "&".join(f"utm_param{i}=value{i}" for i in range(10))
+    + "&from=menu_bottom_1"
+)
+
+
+@pytest.fixture
+def memcached_store(memcached_server: Any) -> SharedStore:
+    from pymemcache.client.base import Client
+
+    Client(("127.0.0.1", memcached_server.port)).flush_all()
+    return SharedStore(resolve_cache(memcached_server.url, ""), namespace="wxmp:wx1234567890abcdef")
+
+
+@pytest.mark.parametrize(
+    "event, key",
+    [
+        ("VIEW", VIEW_URL),
+        ("subscribe", "qrscene_春节活动"),
+        ("CLICK", "a key with spaces"),
+        ("CLICK", "tab\there"),
+    ],
+)
+def test_real_event_keys_dedup_on_memcached(
+    memcached_store: SharedStore, event: str, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert len(VIEW_URL) >= 211
+    clock = FakeClock(NOW)
+    runs: list[str] = []
+    cb = callback(memcached_store, clock, runs)
+    assert cb.dedup is not None and isinstance(cb.dedup.backend, MemcachedDedupStore)
+    user = WeChatUser(cb, "tok123", clock=clock)
+    first = user.send_event(event, EventKey=key)
+    again = user.send_event(event, EventKey=key)
+    assert runs == [f"{event}:{key}"]  # a retry does not run twice
+    assert first is not None and again is not None and again.content == first.content  # type: ignore[attr-defined]
+    assert "without dedup" not in caplog.text
+
+
+def test_memcached_values_are_raw_bytes(memcached_server: Any, memcached_store: SharedStore) -> None:
+    from pymemcache.client.base import Client
+
+    dedup = Deduplicator(memcached_store)
+    assert dedup.claim("k", NOW).run
+    dedup.record("k", "<xml>r</xml>")  # sent without waiting for an answer
+    assert dedup.backend.read("k") == b"<xml>r</xml>"  # on the same connection: after the set
+    raw = Client(("127.0.0.1", memcached_server.port))
+    name = dedup.backend._key("k")  # type: ignore[attr-defined]
+    assert raw.get(name) == b"<xml>r</xml>"
+    raw.set(name, pickle.dumps(("not", "ours")), flags=1, noreply=False)  # pickled: not ours
+    assert dedup.claim("k", NOW) == (False, False, "success")
+
+
+# -- keys per sender and per mode (security finding 3) ----------------------------------------
+
+
+@pytest.mark.parametrize("attacker_first", [False, True])
+def test_another_users_msgid_neither_gets_the_reply_nor_suppresses_the_message(attacker_first: bool) -> None:
+    clock = FakeClock(NOW)
+    runs: list[str] = []
+    cb = callback(None, clock, runs)
+    victim = WeChatUser(cb, "tok123", clock=clock, openid="oVictim00000000000000000000")
+    attacker = WeChatUser(cb, "tok123", clock=clock, openid="oAttacker000000000000000000")
+    order = (
+        [(attacker, "guess"), (victim, "secret")]
+        if attacker_first
+        else [(victim, "secret"), (attacker, "guess")]
+    )
+    replies = {who.openid: who.send_text(text, msg_id=24536428163871526) for who, text in order}
+    assert replies[victim.openid].content == f"for {victim.openid}: secret"  # type: ignore[union-attr]
+    assert replies[attacker.openid].content == f"for {attacker.openid}: guess"  # type: ignore[union-attr]
+    assert sorted(runs) == sorted([f"{victim.openid}:secret", f"{attacker.openid}:guess"])
+
+
+def test_a_reply_recorded_for_one_mode_is_never_answered_in_the_other() -> None:
+    clock = FakeClock(NOW)
+    runs: list[str] = []
+    cb = callback(None, clock, runs, aes_key=AES_KEY, appid=APPID)
+    user = WeChatUser(cb, "tok123", clock=clock, aes_key=AES_KEY, appid=APPID)
+    msg = parse(user.message_xml("text", {"Content": "private"}, msg_id=99))
+    sealed = cb.process(msg, encrypted=True)
+    assert sealed == cb.process(msg, encrypted=True)  # a retry in the same mode: the same reply
+    assert len(runs) == 1
+    forged = parse(user.message_xml("text", {"Content": "forged"}, msg_id=99))
+    assert "forged" in cb.process(forged, encrypted=False)  # run for itself, not answered "private"
+    assert len(runs) == 2
+    # ...and a plaintext push that came first does not suppress the genuine encrypted one.
+    first = parse(user.message_xml("text", {"Content": "forged first"}, msg_id=100))
+    genuine = parse(user.message_xml("text", {"Content": "genuine"}, msg_id=100))
+    cb.process(first, encrypted=False)
+    assert "genuine" in cb.process(genuine, encrypted=True)
+    assert user.send_text("over the wire", msg_id=101).content == f"for {user.openid}: over the wire"  # type: ignore[union-attr]
+
+
+# -- simple: bounded, O(1) ----------------------------------------------------------------------
+
+
+def test_the_in_process_store_is_bounded_and_drops_expired_marks_as_it_goes() -> None:
+    clock = FakeClock(NOW)
+    store = MemoryDedupStore(clock=clock, max_entries=100)
+    for i in range(1000):
+        assert store.claim(f"k{i}", 10) is None
+    assert len(store) == 100
+    assert store.claim("k999", 10) == PENDING
+    clock.advance(11)
+    for i in range(60):  # each claim drops up to two expired marks: the old ones go
+        store.claim(f"n{i}", 10)
+    assert len(store) == 60
+    store.record("n0", b"kept", 300)
+    clock.advance(11)
+    assert store.claim("n0", 10) == b"kept"

@@ -1,0 +1,771 @@
+"""Dedup marks per backend: one atomic operation per message, values as plain bytes.
+
+:class:`~wxmp.dedup.Deduplicator` decides what a claim means; a store here only knows how to claim
+a key, read it and record a reply on one backend, at the price of one atomic operation of that
+backend on the request path:
+
+=========== =================================================== ==========================================
+backend     claim (the request path)                            reply (after the handler)
+=========== =================================================== ==========================================
+filesystem  ``os.open(O_CREAT|O_EXCL)`` in a per-minute folder   ``pwrite`` into the claimed file
+redis       ``SET key PENDING NX PX lease GET`` (one round trip) ``SET PX ttl`` in the next claim's write
+memcached   ``add`` (one round trip)                            ``set`` with ``noreply`` (never waited for)
+simple      a dict under a lock (one process)                   the same dict
+=========== =================================================== ==========================================
+
+Keys are the SHA-256 of the logical key (so any ``EventKey`` is a legal memcached key and a file
+name), under the store's namespace. Values are bytes: :data:`PENDING` or the reply's UTF-8; nothing
+read from a backend is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import collections
+import contextlib
+import fcntl
+import hashlib
+import os
+import struct
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .cache import CacheUnavailable, SharedStore
+
+__all__ = ["PENDING", "DedupStore", "open_store"]
+
+#: The value of a claim whose reply is not recorded yet; a rendered reply never starts with NUL.
+PENDING = b"\x00pending"
+#: A claim lost to a mark that expired before it could be read: answered ``success``, not run twice.
+GONE = b"\x00gone"
+
+try:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+except ImportError:  # redis is optional; without it no RedisDedupStore is made
+
+    class ResponseError(Exception):  # type: ignore[no-redef]
+        """Stands in for redis's error answer."""
+
+    class RedisConnectionError(Exception):  # type: ignore[no-redef]
+        """Stands in for redis's lost connection."""
+
+
+class DedupStore(Protocol):
+    """One backend's dedup marks. Every method raises :class:`CacheUnavailable` on a backend failure."""
+
+    name: str
+
+    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+        """Mark ``key`` pending for ``lease`` s if it is free: None if this call claimed it, else its value.
+
+        ``created`` (the message's CreateTime) lets the filesystem store find every delivery of one
+        message in the same folder.
+        """
+
+    def read(self, key: str, created: float | None = None) -> bytes | None:
+        """The value of ``key`` (:data:`PENDING` or a reply), None if absent or expired."""
+
+    def record(self, key: str, reply: bytes, ttl: float) -> None:
+        """Store the reply of a key this process claimed, kept for ``ttl`` s; never waits for the backend."""
+
+    def release(self, key: str) -> None:
+        """Give up a claim without a reply (the pending lease then lapses on its own)."""
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the recorded replies are written (tests, shutdown); False on timeout."""
+
+
+def digest(key: str) -> str:
+    """The backend name of a logical key: fixed length, legal everywhere (memcached, file names)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def open_store(
+    store: SharedStore,
+    ttl: float,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> DedupStore:
+    """The dedup store for ``store``'s backend (its cachelib object and namespace).
+
+    ``clock`` is wall time (file leases and time folders of the local stores).
+    """
+    cache = store.cache
+    backend = store.backend
+    try:
+        if backend == "filesystem":
+            return FileDedupStore(cache._path, store.namespace, ttl, clock=clock)  # type: ignore[attr-defined]
+        if backend == "redis":
+            prefix = (getattr(cache, "key_prefix", None) or "") + store.namespace
+            return RedisDedupStore(cache._write_client, prefix)  # type: ignore[attr-defined]
+        if backend == "memcached":
+            prefix = (getattr(cache, "key_prefix", None) or "") + store.namespace
+            return MemcachedDedupStore(cache._client, prefix)  # type: ignore[attr-defined]
+        if backend == "simple":
+            return MemoryDedupStore(clock=clock)
+    except AttributeError:  # a cachelib subclass without the attribute we build on
+        pass
+    return CacheDedupStore(store)
+
+
+# -- filesystem ---------------------------------------------------------------------------------
+
+#: Width of a time folder, seconds.
+BUCKET = 60
+#: A message's CreateTime picks its folder, so every delivery of a message lands in the same one,
+#: when it lies between ttl seconds ago and this many seconds ahead of our clock (clock skew).
+#: Otherwise (a skewed or forged CreateTime) our clock picks the folder.
+SLACK = 60
+#: Deletions done per claim while an expired folder is being removed: more than the one file each
+#: claim creates, so removal keeps up with any flood.
+DELETES_PER_CLAIM = 2
+#: Files one process may hold in the live folders; beyond it, messages run without dedup (with the
+#: usual warning) rather than filling the disk.
+MAX_FILES = 200_000
+
+_REPLY = struct.Struct(">cI")  # b"R", length: a reader tells a reply from a half-written one
+_O_CLAIM = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+class FileDedupStore:
+    """Marks as small files under ``<cache dir>/dedup/<namespace>/<minute>/<sha256>``.
+
+    A claim is one exclusive create; the file stays empty while pending (its mtime starts the lease)
+    and gets the reply after the handler (a ``pwrite`` into the page cache: a few µs, no wait).
+    A mark lives ``ttl`` s past its message's CreateTime and at least a minute past its claim.
+    Whole minute folders are removed once expired, two files per claim, so no request scans a
+    folder and the number of files stays bounded by the messages of ``ttl`` + 3 minutes.
+    """
+
+    name = "filesystem"
+
+    def __init__(
+        self,
+        cache_dir: str,
+        namespace: str,
+        ttl: float,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_files: int = MAX_FILES,
+    ) -> None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in namespace)[:100] or "_"
+        self.base = cache_dir
+        self.root = os.path.join(cache_dir, "dedup", safe)
+        self.ttl = ttl
+        self.clock = clock
+        self.max_files = max_files
+        self._open: dict[str, int] = {}
+        self._guard = threading.Lock()
+        self._swept = -1  # the minute of the last look for expired folders
+        self._doomed: list[str] = []  # expired folders being removed
+        self._scan: Any = None  # os.scandir iterator of _doomed[0]
+        self._made: dict[int, int] = {}  # files this process created, per live folder
+        self._files = 0
+        with contextlib.suppress(CacheUnavailable):  # a folder we cannot write: claims say so
+            self._folders(self.root)
+
+    def __repr__(self) -> str:
+        return f"<FileDedupStore {self.root!r}>"
+
+    def _folders(self, path: str) -> None:
+        """Make ``path`` and the folders between it and the cache folder, each private (0700)."""
+        parent = os.path.dirname(path)
+        if parent != self.base and not os.path.isdir(parent):
+            self._folders(parent)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise CacheUnavailable(f"filesystem dedup folder: {exc.strerror}") from None
+        else:
+            os.chmod(path, 0o700)  # whatever the umask
+
+    def _folder(self, created: float | None, now: float) -> int:
+        t = created if created is not None and now - self.ttl <= created <= now + SLACK else now
+        return int(t // BUCKET) * BUCKET
+
+    def _path(self, key: str, created: float | None, now: float) -> tuple[int, str]:
+        start = self._folder(created, now)
+        return start, f"{self.root}/{start}/{digest(key)}"
+
+    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+        now = self.clock()
+        self._expire(now)
+        start, path = self._path(key, created, now)
+        if self._files >= self.max_files:
+            raise CacheUnavailable(f"filesystem dedup store holds {self._files} files, over its limit")
+        try:
+            fd = os.open(path, _O_CLAIM, 0o600)
+        except FileExistsError:
+            return self._existing(key, path, lease, now)
+        except FileNotFoundError:
+            self._folders(path[: path.rfind("/")])
+            try:
+                fd = os.open(path, _O_CLAIM, 0o600)
+            except FileExistsError:
+                return self._existing(key, path, lease, now)
+            except OSError as exc:
+                raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
+        except OSError as exc:
+            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
+        self._open[key] = fd
+        self._made[start] = self._made.get(start, 0) + 1
+        self._files += 1
+        return None
+
+    def _existing(self, key: str, path: str, lease: float, now: float) -> bytes | None:
+        try:
+            fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return None if self._retry_claim(key, path) else GONE
+        except OSError as exc:
+            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
+        keep = False
+        try:
+            value = _read_value(fd)
+            if value is not PENDING or os.fstat(fd).st_mtime + lease > now:
+                return value
+            # The claimer died (or is slower than the lease): take the claim over, one taker at a time.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                value = _read_value(fd)
+                if value is not PENDING or os.fstat(fd).st_mtime + lease > self.clock():
+                    return value
+                now = self.clock()
+                os.utime(fd, (now, now))
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            self._open[key] = fd
+            keep = True
+            return None
+        except OSError as exc:
+            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
+        finally:
+            if not keep:
+                os.close(fd)
+
+    def _retry_claim(self, key: str, path: str) -> bool:
+        """The file vanished between create and open (its folder expired): claim it afresh."""
+        try:
+            self._open[key] = os.open(path, _O_CLAIM, 0o600)
+        except OSError:
+            return False
+        return True
+
+    def read(self, key: str, created: float | None = None) -> bytes | None:
+        now = self.clock()
+        value = self._read_path(self._path(key, created, now)[1])
+        if value is None and created is not None:  # created drifted out of SLACK while we waited
+            value = self._read_path(self._path(key, None, now)[1])
+        return value
+
+    def _read_path(self, path: str) -> bytes | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
+        try:
+            return _read_value(fd)
+        finally:
+            os.close(fd)
+
+    def record(self, key: str, reply: bytes, ttl: float) -> None:
+        fd = self._open.pop(key, None)
+        if fd is None:
+            return
+        try:
+            os.pwrite(fd, _REPLY.pack(b"R", len(reply)) + reply, 0)
+        except OSError as exc:
+            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+
+    def release(self, key: str) -> None:
+        fd = self._open.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True  # replies are written before record returns
+
+    # -- expiry: O(1) per claim --
+
+    def _expire(self, now: float) -> None:
+        minute = int(now // BUCKET)
+        if minute != self._swept:
+            self._swept = minute
+            self._find_expired(now)
+        if self._doomed and self._guard.acquire(blocking=False):  # one deleting thread is enough
+            try:
+                self._delete_some()
+            finally:
+                self._guard.release()
+
+    def _find_expired(self, now: float) -> None:
+        """Once a minute: folders whose every mark is older than ttl (a listing of a few names)."""
+        horizon = now - self.ttl - SLACK - BUCKET
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return
+        with self._guard:
+            for name in names:
+                if name.isdigit() and int(name) <= horizon:
+                    path = f"{self.root}/{name}"
+                    if path not in self._doomed:
+                        self._doomed.append(path)
+            for start in [s for s in self._made if s <= horizon]:
+                self._files -= self._made.pop(start)
+
+    def _delete_some(self) -> None:
+        done = 0
+        while self._doomed and done < DELETES_PER_CLAIM:
+            folder = self._doomed[0]
+            if self._scan is None:
+                try:
+                    self._scan = os.scandir(folder)
+                except OSError:
+                    self._doomed.pop(0)
+                    continue
+            entry = next(self._scan, None)
+            if entry is None:
+                self._scan.close()
+                self._scan = None
+                self._doomed.pop(0)
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    pass  # another process got there first, or is still deleting
+                continue
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass  # another process removed it
+            done += 1
+
+    def pending_deletions(self) -> int:
+        """Expired folders not yet removed (for tests and the flood benchmark)."""
+        return len(self._doomed)
+
+
+def _read_value(fd: int) -> bytes:
+    """A file's value: a complete reply, or PENDING (empty, or a reply still being written)."""
+    data = os.pread(fd, 65536, 0)
+    if len(data) == 65536:
+        chunks = [data]
+        while chunk := os.pread(fd, 1 << 20, sum(len(c) for c in chunks)):
+            chunks.append(chunk)
+        data = b"".join(chunks)
+    if len(data) >= _REPLY.size:
+        tag, size = _REPLY.unpack_from(data)
+        if tag == b"R" and len(data) >= _REPLY.size + size:
+            return data[_REPLY.size : _REPLY.size + size]
+    return PENDING
+
+
+# -- redis --------------------------------------------------------------------------------------
+
+
+class _Pipe:
+    """A connection of our own: replies recorded but not sent yet, and answers not read yet."""
+
+    __slots__ = ("conn", "pending", "replies", "unread", "used")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.pending: list[bytes] = []  # packed SETs of replies, sent with the next command
+        self.replies = 0  # how many SETs are in pending
+        self.unread = 0  # replies sent whose answers are still in the socket
+        self.used = False
+
+    def add(self, *args: Any) -> None:
+        self.pending.extend(self.conn.pack_command(*args))
+        self.replies += 1
+
+    def send(self, *args: Any) -> None:
+        """Send the pending replies and (if given) one command, in one write."""
+        replies, sent = b"".join(self.pending), self.replies
+        data = replies + b"".join(self.conn.pack_command(*args)) if args else replies
+        self.pending, self.replies = [], 0
+        if data:
+            try:
+                self.conn.send_packed_command([data])
+            except BaseException:  # not sent: the replies wait for the next attempt
+                self.pending, self.replies = ([replies] if replies else []), sent
+                raise
+            self.unread += sent
+
+    def drain(self) -> None:
+        while self.unread:  # the answers to replies sent earlier on this connection
+            self.unread -= 1
+            with contextlib.suppress(ResponseError):
+                self.conn.read_response()
+
+
+class RedisDedupStore:
+    """``SET NX PX GET`` claims: one round trip, one write, per message; replies ride along.
+
+    The store keeps connections of its own (one per concurrent request, reused). ``record`` packs
+    ``SET key reply PX ttl`` and leaves it on the connection; it is sent in the same write as the
+    next claim on that connection, or by a flusher thread ``flush_after`` s later if no claim comes
+    first, and its ``+OK`` is read during a later claim's round trip. So a message costs one
+    blocking round trip, one write and two commands. A process that dies with replies not yet sent
+    loses them: their pending marks lapse after the lease, as if it had died before answering.
+    """
+
+    name = "redis"
+    #: The longest a recorded reply waits for a claim to ride with before it is sent on its own.
+    flush_after = 0.05
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix + ":dedup:"
+        self._set_get = True  # SET ... NX GET needs Redis 7.0
+        self._pipes: collections.deque[_Pipe] = collections.deque()
+        self._pid = os.getpid()
+        self._wake = threading.Event()
+        self._flusher: threading.Thread | None = None
+        #: Set after each pass of the flusher thread (tests wait on it).
+        self.flushed = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<RedisDedupStore {self.prefix!r}>"
+
+    def _key(self, key: str) -> str:
+        return self.prefix + digest(key)
+
+    def _take(self) -> _Pipe:
+        if self._pid != os.getpid():  # forked: the parent's sockets and thread are not ours
+            self._pid = os.getpid()
+            self._pipes = collections.deque()
+            self._flusher = None
+        try:
+            return self._pipes.pop()
+        except IndexError:
+            return _Pipe(self.client.connection_pool.make_connection())
+
+    def _use(self, op: Callable[[_Pipe], Any]) -> Any:
+        """Run ``op`` on a connection; one retry when a reused connection turns out closed."""
+        pipe = self._take()
+        for retry in (False, True):
+            try:
+                result = op(pipe)
+            except Exception as exc:
+                pipe.unread = 0
+                with contextlib.suppress(Exception):
+                    pipe.conn.disconnect()  # the next command reconnects
+                # A server or proxy may close an idle connection; that is no outage.
+                if retry or not pipe.used or not isinstance(exc, (ConnectionError, RedisConnectionError)):
+                    raise CacheUnavailable(f"redis dedup store: {type(exc).__name__}") from None
+                continue
+            pipe.used = True
+            self._pipes.append(pipe)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+        name = self._key(key)
+        px = max(1, int(lease * 1000))
+
+        def op(pipe: _Pipe) -> Any:
+            conn = pipe.conn
+            if self._set_get:
+                pipe.send("SET", name, PENDING, "NX", "PX", px, "GET")
+                pipe.drain()
+                try:
+                    return conn.read_response()
+                except ResponseError as exc:
+                    if "syntax" not in str(exc).lower():
+                        raise
+                    self._set_get = False  # Redis < 7.0: claim, then read on a duplicate
+            pipe.send("SET", name, PENDING, "NX", "PX", px)
+            pipe.drain()
+            if conn.read_response():
+                return None
+            pipe.send("GET", name)
+            return conn.read_response() or GONE
+
+        return self._use(op)  # type: ignore[no-any-return]
+
+    def read(self, key: str, created: float | None = None) -> bytes | None:
+        try:
+            return self.client.get(self._key(key))  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise CacheUnavailable(f"redis dedup store: {type(exc).__name__}") from None
+
+    def record(self, key: str, reply: bytes, ttl: float) -> None:
+        pipe = self._take()
+        pipe.add("SET", self._key(key), reply, "PX", max(1, int(ttl * 1000)))
+        self._pipes.append(pipe)
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=_flusher, args=(weakref.ref(self),), daemon=True)
+            self._flusher.name = "wxmp-dedup-flusher"
+            self._flusher.start()
+            _UNFLUSHED.add(self)
+        self._wake.set()
+
+    def release(self, key: str) -> None:
+        pass
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Send every recorded reply now and read the answers; False if Redis could not be reached."""
+        pipes = []
+        while self._pipes:
+            pipes.append(self._pipes.pop())
+        ok = True
+        try:
+            for pipe in pipes:
+                try:
+                    pipe.send()
+                    pipe.drain()
+                except Exception:
+                    ok = False
+                    pipe.unread = 0
+                    with contextlib.suppress(Exception):
+                        pipe.conn.disconnect()
+        finally:
+            self._pipes.extend(pipes)
+        return ok
+
+
+_UNFLUSHED: weakref.WeakSet[RedisDedupStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """A clean exit sends the replies still waiting (a crash loses them; see RedisDedupStore)."""
+    for store in list(_UNFLUSHED):
+        store.flush()
+
+
+def _flusher(ref: weakref.ref[RedisDedupStore]) -> None:
+    """Sends replies no claim took along within ``flush_after`` s; holds its store weakly."""
+    while (store := ref()) is not None:
+        wake, delay = store._wake, store.flush_after
+        del store
+        if not wake.wait(30):
+            continue
+        time.sleep(delay)
+        wake.clear()
+        store = ref()
+        if store is None:
+            return
+        pipes = []
+        while store._pipes:
+            pipe = store._pipes.pop()
+            if pipe.pending:
+                with contextlib.suppress(Exception):  # the next claim on it reports an outage
+                    pipe.send()
+            pipes.append(pipe)
+        store._pipes.extend(pipes)
+        store.flushed.set()
+        del store
+
+
+# -- memcached ----------------------------------------------------------------------------------
+
+
+class _RawSerde:
+    """Bytes in, bytes out; a value stored with any other flags (e.g. pickled) is not ours: ignored."""
+
+    def serialize(self, key: Any, value: Any) -> tuple[bytes, int]:
+        return value, 0
+
+    def deserialize(self, key: Any, value: bytes, flags: int) -> bytes | None:
+        return value if flags == 0 else GONE
+
+
+class MemcachedDedupStore:
+    """``add`` claims (one round trip); replies ``set`` with ``noreply`` (sent, never waited for)."""
+
+    name = "memcached"
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = _raw_client(client)
+        safe = "".join(c if "!" <= c <= "~" else "_" for c in prefix)
+        if len(safe) > 150:
+            safe = digest(prefix)
+        self.prefix = safe + ":dedup:"
+
+    def __repr__(self) -> str:
+        return f"<MemcachedDedupStore {self.prefix!r}>"
+
+    def _key(self, key: str) -> str:
+        return self.prefix + digest(key)
+
+    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+        name = self._key(key)
+        try:
+            if self.client.add(name, PENDING, expire=_seconds(lease), noreply=False):
+                return None
+            return self.client.get(name) or GONE  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise CacheUnavailable(f"memcached dedup store: {type(exc).__name__}") from None
+
+    def read(self, key: str, created: float | None = None) -> bytes | None:
+        try:
+            return self.client.get(self._key(key))  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise CacheUnavailable(f"memcached dedup store: {type(exc).__name__}") from None
+
+    def record(self, key: str, reply: bytes, ttl: float) -> None:
+        try:
+            self.client.set(self._key(key), reply, expire=_seconds(ttl), noreply=True)
+        except Exception as exc:
+            raise CacheUnavailable(f"memcached dedup store: {type(exc).__name__}") from None
+
+    def release(self, key: str) -> None:
+        pass
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True
+
+
+def _seconds(ttl: float) -> int:
+    return max(1, int(ttl + 0.999))
+
+
+def _raw_client(client: Any) -> Any:
+    """A pymemcache client to the same servers as ``client`` that never (un)pickles.
+
+    cachelib's memcached client may carry a pickling serde; ours stores and returns raw bytes, with
+    replies on (an ``add`` without a reply always "succeeds"), TCP_NODELAY (a noreply ``set`` then an
+    ``add`` would otherwise meet Nagle and delayed ACK: 40 ms each) and a connection pool, so threads
+    may share it. One server: a plain pooled client (a hashing client costs more per call).
+    """
+    from pymemcache.client.base import Client, PooledClient
+    from pymemcache.client.hash import HashClient
+
+    if isinstance(client, HashClient):
+        kw = client.default_kwargs
+        servers = [c.server for c in client.clients.values()]
+    elif isinstance(client, (Client, PooledClient)):
+        kw = {"connect_timeout": client.connect_timeout, "timeout": client.timeout}
+        servers = [client.server]
+    else:
+        raise AttributeError("not a pymemcache client")
+    options = {
+        "serde": _RawSerde(),
+        "connect_timeout": kw.get("connect_timeout"),
+        "timeout": kw.get("timeout"),
+        "default_noreply": False,
+        "no_delay": True,
+    }
+    if len(servers) == 1:
+        return PooledClient(servers[0], **options)
+    return HashClient(servers, use_pooling=True, retry_attempts=1, dead_timeout=1, **options)
+
+
+# -- one process --------------------------------------------------------------------------------
+
+
+class MemoryDedupStore:
+    """A bounded dict for one process: expired entries leave from the front, O(1) per claim."""
+
+    name = "simple"
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, max_entries: int = 50_000) -> None:
+        self.clock = clock
+        self.max_entries = max_entries
+        self._data: collections.OrderedDict[str, tuple[float, bytes]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<MemoryDedupStore {len(self._data)} entries>"
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+        now = self.clock()
+        data = self._data
+        with self._lock:
+            for _ in range(2):  # two out per claim in: expired entries never pile up
+                if not data:
+                    break
+                first = next(iter(data))
+                if data[first][0] > now:
+                    break
+                del data[first]
+            found = data.get(key)
+            if found is not None and found[0] > now:
+                return found[1]
+            data[key] = (now + lease, PENDING)
+            data.move_to_end(key)
+            if len(data) > self.max_entries:
+                data.popitem(last=False)
+            return None
+
+    def read(self, key: str, created: float | None = None) -> bytes | None:
+        found = self._data.get(key)
+        if found is None or found[0] <= self.clock():
+            return None
+        return found[1]
+
+    def record(self, key: str, reply: bytes, ttl: float) -> None:
+        with self._lock:
+            self._data[key] = (self.clock() + ttl, reply)
+            self._data.move_to_end(key)
+
+    def release(self, key: str) -> None:
+        pass
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True
+
+
+# -- any other cachelib cache -------------------------------------------------------------------
+
+
+def _text(data: bytes) -> str:
+    """Bytes as the plain text a :class:`SharedStore` keeps (it stores JSON values only)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def _bytes(value: object) -> bytes:
+    """The bytes of a value :func:`_text` stored; anything else is not ours (:data:`GONE`)."""
+    if not isinstance(value, str):
+        return GONE
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        return GONE
+
+
+class CacheDedupStore:
+    """Through :class:`SharedStore`'s own ``add``/``get``/``set``, for caches wxmp has no fast path for."""
+
+    name = "cache"
+
+    def __init__(self, store: SharedStore) -> None:
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"<CacheDedupStore {self.store!r}>"
+
+    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+        name = "dedup:" + digest(key)
+        if self.store.add(name, _text(PENDING), lease):
+            return None
+        return _bytes(self.store.get(name))
+
+    def read(self, key: str, created: float | None = None) -> bytes | None:
+        value = self.store.get("dedup:" + digest(key))
+        return None if value is None else _bytes(value)
+
+    def record(self, key: str, reply: bytes, ttl: float) -> None:
+        self.store.set("dedup:" + digest(key), _text(reply), ttl)
+
+    def release(self, key: str) -> None:
+        pass
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True
