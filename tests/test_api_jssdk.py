@@ -28,7 +28,7 @@ def wx(fake_wechat: FakeWeChat, make_app: Any) -> Any:
 
 
 def test_sign_matches_wechats_documented_example() -> None:
-    # wechat-api.md §5.9
+    # WeChat's JS-SDK 说明文档 appendix 1, developers.weixin.qq.com/doc/offiaccount/OA_Web_Apps/JS-SDK.html
     ticket = "sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhTdfl2fzFy1AOcHKP7qg"
     assert sign(ticket, "Wm3WZYTPz0wzccnW", 1414587457, "http://mp.weixin.qq.com") == (
         "f4d90daf4b3bca3078ab155816175ba34c443a7b"

@@ -46,7 +46,7 @@ def pkcs7(plain: bytes) -> bytes:
 
 
 def test_signature_known_answer() -> None:
-    # wechat-api.md §2.1
+    # WeChat's 接入指南, developers.weixin.qq.com/doc/offiaccount/Basic_Information/Access_Overview.html
     assert signature("AAAAA", "1714036504", "1514711492") == "f464b24fc39322e44b38aa78f5edd27bd1441696"
 
 
@@ -60,7 +60,7 @@ def test_check_signature() -> None:
 
 
 def test_aes_known_answer() -> None:
-    # wechat-api.md §2.2 round-trip vector
+    # WeChat's 消息加解密说明 (message encryption) page round-trip vector
     crypto = MessageCrypto(AES_KEY, APPID)
     assert crypto.encrypt(VECTOR_MSG, random=b"aaaabbbbccccdddd") == VECTOR_ENCRYPT
     assert crypto.decrypt(VECTOR_ENCRYPT) == VECTOR_MSG

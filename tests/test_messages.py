@@ -1,4 +1,4 @@
-"""Parsing: every message and event type of wechat-api.md §3 from captured-looking samples."""
+"""Parsing: every message and event type of WeChat's 接收普通消息 and 接收事件推送 pages, developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html from captured-looking samples."""
 
 from __future__ import annotations
 

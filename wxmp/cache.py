@@ -58,7 +58,8 @@ log = logging.getLogger("wxmp.cache")
 _THRESHOLD = 10_000
 _DEDUP_THRESHOLD = 50_000
 _ADD_STRIPES = 64
-#: Network caches answer on a LAN in milliseconds; a callback has 5 s in all (wechat-api.md §2.3).
+#: Network caches answer on a LAN in milliseconds; a callback has 5 s in all (WeChat's 接收普通消息 page,
+#: developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html).
 _NET_TIMEOUT = 0.5
 #: After a failure, the backend is not asked again for this long (calls fail at once).
 _COOLDOWN = 5.0

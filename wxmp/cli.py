@@ -46,7 +46,8 @@ def wxmp_cli(ctx: click.Context, account_name: str | None) -> None:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: errcode -> what to do about it, printed under the error (wechat-api.md's global return codes).
+#: errcode -> what to do about it, printed under the error (WeChat's 全局返回码说明,
+#: developers.weixin.qq.com/doc/offiaccount/Getting_Started/Global_Return_Code.html).
 HINTS: dict[int, str] = {
     -1: "WeChat is busy: retry in a moment",
     40001: "the access_token was rejected: run `flask wxmp token --refresh`, and check that no other "

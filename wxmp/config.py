@@ -17,7 +17,8 @@ SLOW_STRATEGIES: tuple[str, ...] = ("auto", "customer_service", "retries")
 
 _AES_KEY_RE = re.compile(r"^[A-Za-z0-9]{43}$")
 _APPID_RE = re.compile(r"wx[0-9A-Za-z]{16}")
-#: WeChat waits 5 s per delivery and makes up to four (1 + 3 retries, wechat-api.md §2.3): a message
+#: WeChat waits 5 s per delivery and makes up to four (1 + 3 retries, WeChat's 接收普通消息 page,
+#: developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html): a message
 #: id must be remembered for at least the ~20 s those span, with margin for slow networks.
 MIN_DEDUP_TTL = 30
 #: A timestamp window shorter than this refuses genuine pushes from a server whose clock is a few

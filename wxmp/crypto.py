@@ -1,4 +1,5 @@
-"""Callback signatures and WeChat's AES message encryption (wechat-api.md §2).
+"""Callback signatures and WeChat's AES message encryption (WeChat's 接入指南 and 消息加解密说明 pages,
+developers.weixin.qq.com/doc/offiaccount/Basic_Information/Access_Overview.html).
 
 - :func:`signature` / :func:`check_signature`: ``sha1`` over the sorted parameters, compared in
   constant time. The same function computes ``msg_signature`` when given the ``Encrypt`` value.

@@ -1,4 +1,5 @@
-"""Deduplication of WeChat's retries on the shared cache (wechat-api.md §2.3).
+"""Deduplication of WeChat's retries on the shared cache (WeChat's 接收普通消息 page,
+developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html).
 
 WeChat retries a push it got no answer for within 5 s, possibly onto another worker or host. The
 first request *claims* the message with one atomic operation of the backend (a "pending" mark, see

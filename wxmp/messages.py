@@ -1,4 +1,5 @@
-"""Incoming callback XML -> typed messages and events (wechat-api.md §3).
+"""Incoming callback XML -> typed messages and events (WeChat's 接收普通消息 and 接收事件推送 pages,
+developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html).
 
 :func:`parse` reads the body with one hardened lxml parser (no network, no DTD, no entity
 resolution, no huge trees) and refuses any document that carries a DOCTYPE. Every field lands in

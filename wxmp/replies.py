@@ -1,4 +1,5 @@
-"""Passive replies: small frozen dataclasses rendered to WeChat's reply XML (wechat-api.md §4).
+"""Passive replies: small frozen dataclasses rendered to WeChat's reply XML (WeChat's 被动回复用户消息 page,
+developers.weixin.qq.com/doc/offiaccount/Message_Management/Passive_user_reply_message.html).
 
 A handler returns a ``str`` (a text reply), one of the reply objects below, or ``None`` (answer
 ``success``: WeChat shows nothing and does not retry). ``ToUserName``/``FromUserName`` are taken from

@@ -6,7 +6,7 @@ Mark one with ``slow=True`` (or a strategy name)::
     def ask(msg):
         return model.answer(msg.content)      # may take 20 s
 
-WeChat's rule (wechat-api.md §2.3, developers.weixin.qq.com/doc/offiaccount/Message_Management/
+WeChat's rule (developers.weixin.qq.com/doc/offiaccount/Message_Management/
 Receiving_standard_messages.html): it waits 5 s for the answer, then drops the connection and
 delivers the same push again, about three attempts in all; when none was answered in time the user
 sees 「该公众号提供的服务出现故障，请稍后再试」. A passive reply can only be the answer to one of those
@@ -93,7 +93,9 @@ __all__ = [
 log = logging.getLogger("wxmp.slow")
 
 #: Bytes of UTF-8 per customer-service text message. WeChat documents about 2048 bytes for the
-#: content (wechat-api.md §6 (?)); a little less leaves room for the JSON escaping of newlines.
+#: content (the 客服消息 page,
+#: developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html (?)); a little
+#: less leaves room for the JSON escaping of newlines.
 TEXT_LIMIT = 2000
 #: Customer-service messages per user message: at most 5 since 2023-06 (errcode 45047 beyond;
 #: developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html).

@@ -116,3 +116,28 @@ def offset_items(page: Callable[[int], Call]) -> Generator[dict[str, Any] | Call
         offset += len(items)
         if not items or offset >= int(result.get("total_count") or 0):
             return
+
+
+def openid_pages(
+    page_call: Callable[[str | None], Call], cursor: str | None
+) -> Generator[str | Call, Any, None]:
+    """Every openid of WeChat's ``next_openid`` pages (followers, a tag's users, the blacklist), for a
+    :func:`stream`.
+
+    An empty page has no ``data`` key, and the last full page may still carry a ``next_openid``
+    (developers.weixin.qq.com/doc/offiaccount/User_Management/Getting_a_User_List.html): stop on a
+    missing ``data``, ``count == 0`` or an empty cursor, and, when the page says how many there are
+    (``total``), as soon as all of them were seen.
+    """
+    seen = 0
+    while True:
+        page = yield page_call(cursor)
+        data = page.get("data")
+        if not data or not page.get("count"):
+            return
+        openids = data.get("openid", [])
+        yield from openids
+        seen += len(openids)
+        cursor = page.get("next_openid")
+        if not cursor or ("total" in page and seen >= int(page["total"])):
+            return

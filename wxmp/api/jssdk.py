@@ -36,7 +36,8 @@ _NONCE_CHARS = string.ascii_letters + string.digits
 
 
 def sign(ticket: str, noncestr: str, timestamp: int | str, url: str) -> str:
-    """The JS-SDK signature: sha1 of the four fields sorted by name, raw values (wechat-api.md §5.9)."""
+    """The JS-SDK signature: sha1 of the four fields sorted by name, raw values (WeChat's JS-SDK 说明文档
+    appendix 1, developers.weixin.qq.com/doc/offiaccount/OA_Web_Apps/JS-SDK.html)."""
     fields = {"jsapi_ticket": ticket, "noncestr": noncestr, "timestamp": str(timestamp), "url": url}
     plain = "&".join(f"{key}={fields[key]}" for key in sorted(fields))
     return hashlib.sha1(plain.encode("utf-8")).hexdigest()

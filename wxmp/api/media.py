@@ -3,7 +3,8 @@
 Uploads are multipart with the file in the field ``media``. ``file`` may be a path, bytes or a
 binary file object; it is read into memory first (WeChat's limits are a few MB) so the one retry
 on an invalid token sends the same bytes again. Non-ASCII filenames are percent-encoded: WeChat
-refuses raw UTF-8 ones (wechat-api.md §5.6).
+refuses raw UTF-8 ones (WeChat's 新增临时素材 page,
+developers.weixin.qq.com/doc/offiaccount/Asset_Management/New_temporary_materials.html).
 """
 
 from __future__ import annotations

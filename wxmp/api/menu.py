@@ -1,6 +1,7 @@
 """Menus: ``wx.menu`` (``/cgi-bin/menu/*``).
 
-:meth:`MenuAPI.create` checks the menu against WeChat's limits (wechat-api.md §7) before any request,
+:meth:`MenuAPI.create` checks the menu against WeChat's limits (WeChat's 自定义菜单 and 客服消息 pages)
+before any request,
 so a typo costs a ``ValueError`` naming the button instead of a bare errcode 40016..40027.
 """
 
@@ -13,7 +14,8 @@ from ._base import ApiGroup
 
 __all__ = ["BUTTON_FIELDS", "RETIRED_MATCH_FIELDS", "MenuAPI", "validate_menu"]
 
-#: The fields each button type needs besides ``name`` (wechat-api.md §5.1).
+#: The fields each button type needs besides ``name`` (WeChat's 自定义菜单创建接口,
+#: developers.weixin.qq.com/doc/offiaccount/Custom_Menus/Creating_Custom-Defined_Menu.html).
 BUTTON_FIELDS: dict[str, tuple[str, ...]] = {
     "click": ("key",),
     "scancode_push": ("key",),

@@ -1,6 +1,7 @@
 """Customer-service messages: ``wx.message`` (``POST /cgi-bin/message/custom/send``).
 
-WeChat accepts them only within 48 hours of the user's last interaction (wechat-api.md §7); outside
+WeChat accepts them only within 48 hours of the user's last interaction (WeChat's 自定义菜单 and 客服消息
+pages); outside
 that window the send raises :class:`~wxmp.errors.OutOfWindowError` (45015). Since 2023-06 they are
 also counted: a user message allows 5 sends within 48 hours, a menu click (click, scancode_push,
 scancode_waitmsg), a follow or a QR scan 3 within a minute; beyond that WeChat answers 45047,

@@ -117,7 +117,8 @@ class OAuthAPI(ApiGroup):
         """The link that starts web authorisation (``open.weixin.qq.com/connect/oauth2/authorize``).
 
         WeChat checks the link strictly: parameters in this order and the ``#wechat_redirect``
-        suffix (wechat-api.md §5.8). ``state`` is up to 128 letters and digits: give the one
+        suffix (developers.weixin.qq.com/doc/offiaccount/OA_Web_Apps/Wechat_webpage_authorization.html).
+        ``state`` is up to 128 letters and digits: give the one
         :func:`new_state` made for this session. A ``redirect_uri`` starting with ``/`` is joined
         to ``WXMP_PUBLIC_URL`` (never to the request's Host header, which the client chooses).
         ``force_popup``

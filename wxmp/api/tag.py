@@ -6,8 +6,7 @@ from collections.abc import Generator, Iterable
 from typing import Any
 
 from ..client import Call, Plan
-from ._base import ApiGroup, chunks, plan, post, stream
-from .user import _pages
+from ._base import ApiGroup, chunks, openid_pages, plan, post, stream
 
 __all__ = ["TagAPI"]
 
@@ -62,7 +61,7 @@ class TagAPI(ApiGroup):
     @stream
     def iter_users(self, tag_id: int) -> Generator[str | Call, Any, None]:
         """Every openid carrying ``tag_id``, page after page of ``POST /cgi-bin/user/tag/get``."""
-        yield from _pages(lambda cursor: _tag_page(tag_id, cursor), None)
+        yield from openid_pages(lambda cursor: _tag_page(tag_id, cursor), None)
 
 
 def _tag_page(tag_id: int, next_openid: str | None) -> Call:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Generator, Iterable
 from typing import Any
 
 from ..client import Call, Plan
-from ._base import ApiGroup, chunks, get, plan, post, stream
+from ._base import ApiGroup, chunks, get, openid_pages, plan, post, stream
 
 __all__ = ["UserAPI"]
 
@@ -37,7 +37,7 @@ class UserAPI(ApiGroup):
     @stream
     def iter_followers(self, next_openid: str | None = None) -> Generator[str | Call, Any, None]:
         """Every follower's openid, page after page of ``GET /cgi-bin/user/get``."""
-        yield from _pages(_followers, next_openid)
+        yield from openid_pages(_followers, next_openid)
 
     def set_remark(self, openid: str, remark: str) -> dict[str, Any]:
         """Set the account's private note on a follower: ``POST /cgi-bin/user/info/updateremark``."""
@@ -52,7 +52,7 @@ class UserAPI(ApiGroup):
     @stream
     def iter_blacklist(self, begin_openid: str | None = None) -> Generator[str | Call, Any, None]:
         """Every blacklisted openid, page after page of ``POST /cgi-bin/tags/members/getblacklist``."""
-        yield from _pages(_blacklist_page, begin_openid)
+        yield from openid_pages(_blacklist_page, begin_openid)
 
     @plan
     def blacklist(self, openids: Iterable[str]) -> Plan[None]:
@@ -73,24 +73,3 @@ def _followers(next_openid: str | None) -> Call:
 
 def _blacklist_page(begin_openid: str | None) -> Call:
     return post("/cgi-bin/tags/members/getblacklist", {"begin_openid": begin_openid or ""})
-
-
-def _pages(page_call: Callable[[str | None], Call], cursor: str | None) -> Generator[str | Call, Any, None]:
-    """Follow ``next_openid`` through WeChat's openid pages.
-
-    An empty page has no ``data`` key, and the last full page may still carry a ``next_openid``
-    (wechat-api.md §5.3): stop on a missing ``data``, ``count == 0`` or an empty cursor, and,
-    when the page says how many there are (``total``), as soon as all of them were seen.
-    """
-    seen = 0
-    while True:
-        page = yield page_call(cursor)
-        data = page.get("data")
-        if not data or not page.get("count"):
-            return
-        openids = data.get("openid", [])
-        yield from openids
-        seen += len(openids)
-        cursor = page.get("next_openid")
-        if not cursor or ("total" in page and seen >= int(page["total"])):
-            return

@@ -33,7 +33,8 @@ from ..replies import EmptyReply, ParsedReply, Reply, SuccessReply, cdata, parse
 
 __all__ = ["SERVICE_FAILURE", "Attempt", "CallbackRefused", "Delivery", "HttpResult", "WeChatUser"]
 
-#: What WeChat shows the user when no delivery of a push was answered in time (wechat-api.md §2.3).
+#: What WeChat shows the user when no delivery of a push was answered in time (WeChat's 接收普通消息 page,
+#: developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html).
 SERVICE_FAILURE = "该公众号提供的服务出现故障，请稍后再试"
 
 Mode = Literal["plain", "compatible", "safe"]

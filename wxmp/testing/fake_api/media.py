@@ -4,7 +4,9 @@ Temporary media live in ``fake.state["media"]`` for 3 days of ``fake.clock``; pe
 in ``fake.state["materials"]``. Rules: bad ``type`` -> 40004; no multipart ``media`` field ->
 41005; a raw non-ASCII filename (WeChat wants it percent-encoded) or a wrong extension -> 40005 (temporary:
 image jpg/png/gif, voice amr/mp3; permanent: image also bmp, voice mp3/wma/wav/amr);
-too large -> 40006 (sizes of wechat-api.md §5.6); unknown or expired media_id -> 40007; a
+too large -> 40006 (sizes of WeChat's 新增临时素材 page,
+developers.weixin.qq.com/doc/offiaccount/Asset_Management/New_temporary_materials.html); unknown or expired
+media_id -> 40007; a
 permanent video without its ``description`` form field (JSON title/introduction) -> 40035.
 """
 

@@ -3,7 +3,8 @@
 WeChat's checks, with its error codes: ``\\uXXXX`` escapes in the body -> 40033; 1..3 buttons ->
 40016; sub-buttons 1..5 -> 40023; a third level -> 40022; unknown type -> 40017/40024; names over
 16/60 bytes -> 40018/40025; keys over 128 bytes -> 40019/40026; urls over 1024 bytes -> 40020/40027; a missing
-field the type needs -> 40035 (wechat-api.md §5.1, §7).
+field the type needs -> 40035 (WeChat's 自定义菜单创建接口,
+developers.weixin.qq.com/doc/offiaccount/Custom_Menus/Creating_Custom-Defined_Menu.html).
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def _current(fake: FakeWeChat, req: FakeRequest) -> dict[str, Any]:
         return {"is_menu_open": 0}
 
     def shape(button: dict[str, Any]) -> dict[str, Any]:
-        # This endpoint nests sub-buttons as {"list": [...]} (wechat-api.md §5.1).
+        # This endpoint nests sub-buttons as {"list": [...]} (WeChat's 自定义菜单创建接口,
+        # developers.weixin.qq.com/doc/offiaccount/Custom_Menus/Creating_Custom-Defined_Menu.html).
         copy = {k: v for k, v in button.items() if k != "sub_button"}
         if button.get("sub_button"):
             copy["sub_button"] = {"list": [shape(b) for b in button["sub_button"]]}
