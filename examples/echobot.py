@@ -107,6 +107,13 @@ def _address() -> tuple[str, str]:
 
 if wx.settings.sandbox:
     _sandbox_start()
+elif "WXMP_SANDBOX" not in os.environ:
+    # Configured for a real account: no sandbox, and say so (a newcomer may expect the chat page).
+    print(
+        " * wxmp sandbox off: WXMP_TOKEN/WXMP_APPID/WXMP_SECRET are set, so echobot serves the real "
+        "callback at /wechat (WXMP_SANDBOX=1 keeps the sandbox, without a secret)",
+        file=sys.stderr,
+    )
 
 if __name__ == "__main__":
     run_host, run_port = _address()

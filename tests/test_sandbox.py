@@ -298,3 +298,25 @@ def test_poll_never_shows_an_exchange_in_flight(make: Any) -> None:
     items = app.test_client().get(f"/wxmp/sandbox/api/poll?after={before}").json["items"]
     assert [i.get("content") for i in items] == ["slow", "pushed while handling", "done"]
     assert items[0]["exchange"]["status"] == 200 and "pending" not in items[0]
+
+
+def test_echobot_says_when_its_configuration_turns_the_sandbox_off(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    echobot = Path(__file__).resolve().parent.parent / "examples" / "echobot.py"
+    code = f"import runpy, sys; sys.argv = ['echobot.py']; runpy.run_path({str(echobot)!r})"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WXMP_")}
+    configured = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "WXMP_TOKEN": "abc123"}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert configured.returncode == 0, configured.stderr
+    assert "wxmp sandbox off: WXMP_TOKEN/WXMP_APPID/WXMP_SECRET are set" in configured.stderr
+    try_out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert try_out.returncode == 0, try_out.stderr
+    assert "wxmp sandbox: chat with echobot at http://127.0.0.1:5000/wxmp/sandbox" in try_out.stderr
+    assert "sandbox off" not in try_out.stderr
