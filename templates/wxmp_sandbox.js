@@ -3,6 +3,9 @@
 (function () {
   "use strict";
   var base = location.pathname.replace(/\/sandbox\/?$/, "/sandbox");
+  // Several accounts: the page's ?account=NAME picks the conversation (and its fake WeChat).
+  var account = new URLSearchParams(location.search).get("account");
+  var scope = account ? "account=" + encodeURIComponent(account) : "";
   var chat = document.getElementById("chat");
   var menuBar = document.getElementById("menu");
   var exchanges = document.getElementById("exchanges");
@@ -196,7 +199,7 @@
   function send(action) {
     busy++;
     document.body.dataset.busy = "1";
-    return fetch(base + "/api/send", {
+    return fetch(base + "/api/send" + (scope ? "?" + scope : ""), {
       method: "POST",
       headers: {"Content-Type": "application/json"},
       body: JSON.stringify(action)
@@ -212,7 +215,7 @@
   }
 
   function poll() {
-    fetch(base + "/api/poll?after=" + lastId).then(function (r) { return r.json(); })
+    fetch(base + "/api/poll?after=" + lastId + (scope ? "&" + scope : "")).then(function (r) { return r.json(); })
       .then(handle).catch(function () {}).finally(function () { setTimeout(poll, 1000); });
   }
 

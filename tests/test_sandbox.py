@@ -320,3 +320,56 @@ def test_echobot_says_when_its_configuration_turns_the_sandbox_off(tmp_path: Pat
     assert try_out.returncode == 0, try_out.stderr
     assert "wxmp sandbox: chat with echobot at http://127.0.0.1:5000/wxmp/sandbox" in try_out.stderr
     assert "sandbox off" not in try_out.stderr
+
+
+def test_the_sandbox_lets_you_pick_the_account_to_chat_with(tmp_path: Path) -> None:
+    app = flask.Flask("multisandbox", instance_path=str(tmp_path))
+    app.testing = True
+    app.config["WXMP_ACCOUNTS"] = {
+        "main": {"token": "maintoken"},
+        "shop": {"token": "shoptoken", "appid": "wx00000000000000b2"},
+    }
+    wx = WxMP(app)
+
+    @wx.on("text")
+    def main_echo(msg: Any) -> str:
+        wx.message.send_text(msg.openid, "main via customer service")
+        return f"main: {msg.content}"
+
+    @wx.on("text", account="shop")
+    def shop_echo(msg: Any) -> str:
+        return f"shop ({msg.account.settings.appid}): {msg.content}"
+
+    try:
+        client = app.test_client()
+        page = client.get("/wxmp/sandbox?account=shop").get_data(as_text=True)
+        assert 'data-account="main"' in page and 'data-account="shop"' in page
+        assert 'aria-current="page" class="current">shop<' in page
+        assert "/wechat/shop" in page
+
+        def send(account: str | None, text: str) -> list[dict[str, Any]]:
+            url = "/wxmp/sandbox/api/send" + (f"?account={account}" if account else "")
+            response = client.post(url, json={"action": "text", "content": text})
+            assert response.status_code == 200, response.get_data(as_text=True)
+            return response.json["items"]
+
+        shop_items = send("shop", "hi shop")
+        assert [i.get("content") for i in shop_items if i["side"] == "bot"] == [
+            "shop (wx00000000000000b2): hi shop"
+        ]
+        main_items = send(None, "hi main")  # no account: the default (first) account
+        assert "main: hi main" in [i.get("content") for i in main_items if i["side"] == "bot"]
+        sandboxes = app.extensions["wxmp.sandboxes"]
+        assert set(sandboxes) == {"main", "shop"}
+        assert sandboxes["main"].fake is not sandboxes["shop"].fake  # one fake WeChat per account
+        assert sandboxes["shop"].fake.appid == "wx00000000000000b2"
+        shop_log = client.get("/wxmp/sandbox/api/poll?after=0&account=shop").json["items"]
+        assert all("main" not in (i.get("content") or "") for i in shop_log)
+        assert (
+            client.post(
+                "/wxmp/sandbox/api/send?account=nope", json={"action": "text", "content": "x"}
+            ).status_code
+            == 404
+        )
+    finally:
+        wx.stop()

@@ -159,14 +159,19 @@ class WxMP(GroupAccess, Shortcuts):
             )
         development = app.debug or app.testing
         settings = Settings.from_mapping(app.config, self._overrides, development=development)
+        named = _named_accounts(app.config, self._overrides)
+        single = settings.appid is not None or settings.token is not None or not named
         extra = {
-            name: _account_settings(app.config, self._overrides, name, mapping, development)
-            for name, mapping in _named_accounts(app.config, self._overrides).items()
+            name: _account_settings(app.config, self._overrides, name, mapping, development, settings.sandbox)
+            for name, mapping in named.items()
         }
         if settings.sandbox:
             from .sandbox import prepare
 
-            settings = prepare(app, settings)  # a local FakeWeChat answers every API call
+            # Each sandboxed account gets its own local FakeWeChat (the page lets you pick one).
+            if single:
+                settings = prepare(app, settings, DEFAULT)
+            extra = {name: prepare(app, own, name) if own.sandbox else own for name, own in extra.items()}
         settings.store_defaults(app.config)
         default_dir = os.path.join(app.instance_path, "wxmp-cache")
         caches: dict[int, BaseCache] = {}
@@ -179,7 +184,6 @@ class WxMP(GroupAccess, Shortcuts):
             return caches[key]
 
         accounts: dict[str, Account] = {}
-        single = settings.appid is not None or settings.token is not None or not extra
         if single:
             router = self.router_for(DEFAULT)
             accounts[DEFAULT] = Account.from_settings(
@@ -229,8 +233,7 @@ class WxMP(GroupAccess, Shortcuts):
             state = app.extensions.get("wxmp.state")
             if state is not None and state.refresher is not None:
                 state.refresher.stop()
-            sandbox = app.extensions.get("wxmp.sandbox")
-            if sandbox is not None:
+            for sandbox in app.extensions.get("wxmp.sandboxes", {}).values():
                 sandbox.stop()
 
     def state(self, app: Flask | None = None) -> AppState:
@@ -358,14 +361,22 @@ def _account_settings(
     name: str,
     mapping: Mapping[str, Any],
     development: bool,
+    sandbox: bool = False,
 ) -> Settings:
-    """One ``WXMP_ACCOUNTS`` entry: its own keys over the app's shared (non-credential) keys."""
+    """One ``WXMP_ACCOUNTS`` entry: its own keys over the app's shared (non-credential) keys.
+
+    In a sandboxed app an account without a secret of its own is sandboxed too.
+    """
     shared = {k: config[k] for k in DEFAULTS if k in config and k not in PER_ACCOUNT}
     for key, value in overrides.items():
         full = key if key.startswith("WXMP_") else "WXMP_" + key.upper()
         if full in DEFAULTS and full not in PER_ACCOUNT:
             shared[full] = value
-    own: dict[str, Any] = {"WXMP_CALLBACK_PATH": f"/wechat/{name}", "WXMP_SANDBOX": False}
+    has_secret = bool(mapping.get("secret") or mapping.get("WXMP_SECRET"))
+    own: dict[str, Any] = {
+        "WXMP_CALLBACK_PATH": f"/wechat/{name}",
+        "WXMP_SANDBOX": sandbox and not has_secret,
+    }
     for key, value in mapping.items():
         full = key if key.startswith("WXMP_") else "WXMP_" + key.upper()
         if full not in DEFAULTS:

@@ -55,6 +55,7 @@ from .replies import (
 )
 
 if TYPE_CHECKING:
+    from .account import Account
     from .config import Settings
     from .extension import AppState
     from .middleware import Callback
@@ -88,27 +89,29 @@ _SAMPLE_SVG = (
 # -- set-up --------------------------------------------------------------------------------------
 
 
-def prepare(app: Flask, settings: Settings) -> Settings:
-    """Start the sandbox's FakeWeChat and return ``settings`` pointed at it.
+def prepare(app: Flask, settings: Settings, name: str = "default") -> Settings:
+    """Start a FakeWeChat for the account ``name`` and return its ``settings`` pointed at it.
 
-    Called by ``WxMP.init_app`` before the API client is built, only for an app without a secret
+    Called by ``WxMP.init_app`` before the accounts are built, only for accounts without a secret
     (the settings refuse the sandbox beside one). The account's appid is kept when one is
     configured; the secret and API base become the fake's; a process-local cache is supplied when
-    none is configured. The app's Token is left alone: the sandbox signs with its own.
+    none is configured. The account's Token is left alone: the sandbox signs with its own. The
+    single-account keys' effective values are written back to ``app.config``.
     """
     from .testing.fake import FakeWeChat
 
     if settings.secret:  # Settings refuses this; a hand-built Settings must not get around it
         raise ConfigError("WXMP_SANDBOX", "cannot run beside a real WXMP_SECRET")
     fake = FakeWeChat(appid=settings.appid or SANDBOX_APPID).start()
-    sandbox = Sandbox(fake)
-    app.extensions["wxmp.sandbox"] = sandbox
+    sandboxes: dict[str, Sandbox] = app.extensions.setdefault("wxmp.sandboxes", {})
+    sandboxes[name] = Sandbox(fake)
     changes: dict[str, Any] = {"appid": fake.appid, "secret": fake.secret, "api_base": fake.url}
     if settings.cache is None:
         # The fake's tokens die with the process: keep them out of the shared filesystem cache.
         changes["cache"] = "simple"
-    for name, value in changes.items():
-        app.config["WXMP_" + name.upper()] = value
+    if name == "default":
+        for key, value in changes.items():
+            app.config["WXMP_" + key.upper()] = value
     return dataclasses.replace(settings, **changes)
 
 
@@ -118,24 +121,29 @@ def register(app: Flask, state: AppState) -> None:
         from .status import register as register_status
 
         register_status(app, state)
-    sandbox = app.extensions.get("wxmp.sandbox")
-    if state.settings.status or sandbox is not None:
+    sandboxes: dict[str, Sandbox] = app.extensions.get("wxmp.sandboxes", {})
+    if state.settings.status or sandboxes:
         app.register_blueprint(_assets())
-    if not state.settings.sandbox or sandbox is None:
+    if not sandboxes:
         return
-    sandbox.callback = _private_callback(app, state)
-    signals.handler_failed.connect(sandbox._handler_failed, sender=state.sender, weak=False)
+    for name, sandbox in sandboxes.items():
+        account = state.accounts[name]
+        sandbox.name = name
+        sandbox.settings = account.settings
+        sandbox.callback = _private_callback(app, account)
+        signals.handler_failed.connect(sandbox._handler_failed, sender=state.sender, weak=False)
+    # The page's default conversation: the default account's (or the first sandboxed one's).
+    app.extensions["wxmp.sandbox"] = sandboxes.get(state.default.name) or next(iter(sandboxes.values()))
     app.register_blueprint(_blueprint())
-    log.info("wxmp sandbox at /wxmp/sandbox (API calls answered by %s)", sandbox.fake.url)
+    log.info("wxmp sandbox at /wxmp/sandbox (accounts: %s)", ", ".join(sandboxes))
 
 
-def _private_callback(app: Flask, state: AppState) -> Callback:
-    """The sandbox's own callback: the app's handlers and app context, the sandbox's Token and key."""
+def _private_callback(app: Flask, account: Account) -> Callback:
+    """The sandbox's own callback: the account's handlers and app context, the sandbox's Token and key."""
     from .middleware import Callback
     from .slow import SlowRunner
 
-    settings = state.settings
-    account = state.default
+    settings = account.settings
     callback = Callback(
         SANDBOX_TOKEN,
         SANDBOX_AES_KEY if settings.aes_key else None,
@@ -144,7 +152,7 @@ def _private_callback(app: Flask, state: AppState) -> Callback:
         router=account.router,
         # The account's own scope: app context, msg.account, msg.session.
         context=account._handler_scope,
-        sender=state.sender,
+        sender=account.sender,
     )
     callback.slow = SlowRunner(callback, account=account)  # slow handlers behave as in production
     return callback
@@ -164,6 +172,9 @@ class Sandbox:
         self.account = account
         self.items: list[dict[str, Any]] = []
         self.callback: Callback | None = None
+        #: The account this conversation is with, and its settings (set by :func:`register`).
+        self.name = "default"
+        self.settings: Settings | None = None
         self._next_id = 1
         self._lock = threading.RLock()
         self._seen = {"custom": 0, "preview": 0, "mass": 0}
@@ -300,7 +311,7 @@ class Sandbox:
             self._add("bot", "note", {"content": f"[{kind} message]"}, via=via)
 
     def _media(self, media_id: str) -> dict[str, Any]:
-        return {"media_id": media_id, "src": url_for("wxmp_sandbox.media", media_id=media_id)}
+        return {"media_id": media_id, "src": _media_url(media_id)}
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -312,7 +323,7 @@ class Sandbox:
         callback = self.callback
         if callback is None:
             abort(404)
-        settings = app.extensions["wxmp"].state(app).settings
+        settings = self.settings or app.extensions["wxmp"].state(app).settings
         wire: dict[str, Any] = {}
         user = WeChatUser(
             _recording(callback, wire),
@@ -505,6 +516,10 @@ def _action(action: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, A
 
 
 def _media_url(media_id: str) -> str:
+    """The page's link to a media file of the conversation's own fake WeChat (``?account=`` kept)."""
+    account = request.args.get("account")
+    if account:
+        return url_for("wxmp_sandbox.media", media_id=media_id, account=account)
     return url_for("wxmp_sandbox.media", media_id=media_id)
 
 
@@ -512,7 +527,10 @@ def _media_url(media_id: str) -> str:
 
 
 def _sandbox() -> Sandbox:
-    sandbox = current_app.extensions.get("wxmp.sandbox")
+    """The conversation the request is about: ``?account=NAME``, else the default one."""
+    sandboxes: dict[str, Sandbox] = current_app.extensions.get("wxmp.sandboxes", {})
+    name = request.args.get("account")
+    sandbox = sandboxes.get(name) if name else current_app.extensions.get("wxmp.sandbox")
     if sandbox is None:
         abort(404)
     return sandbox
@@ -530,13 +548,16 @@ def _blueprint() -> Blueprint:
 
     @bp.get("/sandbox")
     def page() -> str:
-        settings = current_app.extensions["wxmp"].state(current_app).settings
+        sandbox = _sandbox()
+        settings = sandbox.settings or current_app.extensions["wxmp"].state(current_app).settings
         return render_template(
             "wxmp_sandbox.html",
-            openid=_sandbox().openid,
+            openid=sandbox.openid,
             encrypted=bool(settings.aes_key),
             callback_path=settings.callback_path,
             status=settings.status,
+            account=sandbox.name,
+            accounts=list(current_app.extensions.get("wxmp.sandboxes", {})),
         )
 
     @bp.get("/sandbox/api/poll")
