@@ -150,13 +150,12 @@ def test_scripted_session_leaks_no_secret(fake, make_app, capture, tmp_path):
         leaks.error(kind, exc.value)
     # Callbacks: every mode, a handler that raises, refused ones.
     common = {"openid": "o1", "account": "gh_sec"}
-    for mode in ("compatible", "safe"):
+    for mode in ("plain", "compatible", "safe"):
         user = WeChatUser(app, TOKEN, aes_key=AES_KEY, appid=fake.appid, mode=mode, **common)
         assert user.verify("e1") == "e1"
         assert user.send_text("hi").content == "echo hi"
         assert user.send_text("boom") is None  # logged with its traceback, answered success
     for bad in (
-        WeChatUser(app, TOKEN, **common),  # plaintext to an account with an AES key
         WeChatUser(app, "wrongToken1", **common),
         WeChatUser(app, TOKEN, aes_key=OTHER_AES_KEY, appid=fake.appid, **common),
         WeChatUser(app, TOKEN, clock=lambda: time.time() - 3600, **common),

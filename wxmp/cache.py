@@ -703,6 +703,11 @@ class SharedStore:
         """False after a failure until a write succeeds again."""
         return self._breaker.writable
 
+    def resting(self) -> bool:
+        """True while the breaker is open (the backend just timed out): callers should not ask it now."""
+        until = self._breaker.open_until
+        return until is not None and self._breaker.clock() < until
+
     def probe(self) -> bool:
         """Write, read back and delete one entry; False (and one warning) if the cache cannot."""
         name = f"probe:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -104,8 +104,8 @@ class Deduplicator:
         ``created`` is the message's CreateTime (the filesystem store files a message by it).
         """
         start = self.clock()
-        if self._down_until and start < self._down_until:
-            return _RUN_ONLY
+        if (self._down_until and start < self._down_until) or self.store.resting():
+            return _RUN_ONLY  # the cache just timed out (here or for the store): do not wait on it
         try:
             value = self.backend.claim(key, self.lease, created)
         except CacheUnavailable as exc:
