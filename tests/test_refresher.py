@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -176,3 +177,161 @@ refresher.stop()
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"done_at_fork": True}
+
+
+# -- the loop itself, without Flask: a real TokenManager on FakeWeChat and a fake clock ------------
+
+
+class StopAfter(threading.Event):
+    """The refresher's stop event, recording each wait and stopping the loop after ``n`` of them."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        if len(self.waits) >= self.n:
+            self.set()
+        return self.is_set()
+
+
+def token_manager(fake, clock, fetch=None, store=None, kind="access_token", **kw):
+    from cachelib import SimpleCache
+
+    from wxmp import ApiClient, SharedStore, TokenManager
+
+    client = ApiClient(fake.url, timeout=5)
+
+    def fetcher(force):
+        return client.fetch_access_token(fake.appid, fake.secret, stable=True, force=force)
+
+    return TokenManager(
+        kind,
+        fetch or fetcher,
+        store or SharedStore(SimpleCache()),
+        appid=fake.appid,
+        clock=clock,
+        sleep=clock.sleep,
+        **kw,
+    )
+
+
+@pytest.fixture
+def clocked():
+    from wxmp.testing.clock import FakeClock
+
+    clock = FakeClock()
+    with FakeWeChat(token_lifetime=100, clock=clock) as fake:
+        yield fake, clock
+
+
+def test_run_sleeps_until_the_next_refresh_at_most_max_sleep(clocked, caplog):
+    from wxmp.refresher import Refresher
+
+    fake, clock = clocked
+    caplog.set_level(logging.DEBUG, "wxmp.refresher")
+    r = Refresher([token_manager(fake, clock, margin=0.1)])
+    r._stop = StopAfter(1)
+    r.run()
+    assert r._stop.waits == [60.0]  # due in 90 s, but at most a minute between looks
+    longer = Refresher(r.managers, max_sleep=120)
+    longer._stop = StopAfter(1)
+    longer.run()
+    assert longer._stop.waits == [90.0]
+    assert fake.count("/cgi-bin/stable_token") == 1
+    pid = os.getpid()
+    assert [m.getMessage() for m in caplog.records] == [
+        f"refresher started in pid {pid}",
+        f"refresher stopped in pid {pid}",
+    ] * 2
+
+
+def test_a_failing_step_is_logged_and_retried_after_five_seconds(clocked, caplog):
+    from wxmp.refresher import Refresher
+
+    fake, clock = clocked
+
+    def broken(force):
+        raise RuntimeError("a bug in a custom fetcher")
+
+    caplog.set_level(logging.ERROR, "wxmp.refresher")
+    r = Refresher([token_manager(fake, clock, fetch=broken)])
+    r._stop = StopAfter(2)
+    r.run()  # the loop survives the exception
+    assert r._stop.waits == [5.0, 5.0]
+    assert [m.getMessage() for m in caplog.records] == ["access_token refresher step failed"] * 2
+    assert all(m.exc_info and m.exc_info[0] is RuntimeError for m in caplog.records)
+
+
+def test_while_another_process_refreshes_the_loop_looks_again_shortly(clocked):
+    from cachelib import SimpleCache
+
+    from wxmp import SharedStore
+    from wxmp.refresher import Refresher
+
+    fake, clock = clocked
+    store = SharedStore(SimpleCache())
+    tm = token_manager(fake, clock, store=store, margin=0.1)
+    tm.get()
+    clock.advance(91)
+    holder = store.lock(f"{fake.appid}:access_token", ttl=60)
+    assert holder.acquire()
+    r = Refresher([tm])
+    r._stop = StopAfter(1)
+    r.run()
+    assert r._stop.waits == [0.2]
+    holder.release()
+
+
+def test_start_add_stop_and_repr(clocked):
+    from wxmp.refresher import Refresher
+
+    fake, clock = clocked
+    tm = token_manager(fake, clock)
+    r = Refresher([tm])
+    assert repr(r) == "<Refresher ['access_token'] stopped>"
+    r.stop()  # stopping a refresher that never started is harmless
+    r.start()
+    try:
+        thread = r._thread
+        assert thread is not None and thread.name == "wxmp-refresher" and thread.daemon is True
+        assert repr(r) == "<Refresher ['access_token'] running>"
+        assert tm.background is True
+        ticket = token_manager(fake, clock, kind="jsapi_ticket")
+        r.add(ticket)
+        r.add(ticket)
+        assert [m.kind for m in r.managers] == ["access_token", "jsapi_ticket"]
+        assert ticket.background is True  # joins a running refresher: callers leave refreshing to it
+    finally:
+        r.stop()
+    assert not thread.is_alive()  # joined
+    assert (tm.background, ticket.background) == (False, False)
+    idle = Refresher([])
+    idle.add(tm)
+    assert idle.managers == [tm] and tm.background is False
+
+
+def test_interpreter_exit_stops_a_running_refresher(clocked):
+    fake, _ = clocked
+    script = f"""
+import logging, sys, threading
+from cachelib import SimpleCache
+from wxmp import ApiClient, SharedStore, TokenManager, signals
+from wxmp.refresher import Refresher
+logging.basicConfig(stream=sys.stderr, level=logging.DEBUG, format="%(name)s %(message)s")
+client = ApiClient({fake.url!r})
+tm = TokenManager(
+    "access_token", lambda force: client.fetch_access_token({fake.appid!r}, {fake.secret!r}, stable=True, force=force),
+    SharedStore(SimpleCache()), appid={fake.appid!r},
+)
+fetched = threading.Event()
+signals.token_refreshed.connect(lambda sender, **kw: fetched.set(), weak=False)
+Refresher([tm]).start()
+assert fetched.wait(30)  # the thread is now waiting for its next step
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "wxmp.refresher refresher stopped in pid" in out.stderr  # stopped by the atexit hook
+    assert "Traceback" not in out.stderr
