@@ -32,12 +32,12 @@ from typing import NamedTuple
 
 from .cache import CacheUnavailable, SharedStore
 from .dedupstore import PENDING, DedupStore, open_store
+from .replies import SUCCESS
 
 __all__ = ["Claim", "Deduplicator"]
 
 log = logging.getLogger("wxmp.callback")
 
-SUCCESS = "success"
 #: A failed claim that took this long (a timeout, not a refused connection) keeps the next claims
 #: off the backend for ``retry_after`` seconds.
 SLOW_FAILURE = 0.25
