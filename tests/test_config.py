@@ -163,3 +163,12 @@ def test_handlers_without_a_token_say_why_the_callback_is_off(tmp_path, caplog):
     assert [r.getMessage() for r in caplog.records].count(
         "wxmp: handlers are registered but WXMP_TOKEN is not set: the callback at /wechat (account 'default') is off"
     ) == 1
+
+
+@pytest.mark.parametrize("spec", ["redis:/localhost:6379/0", "redis://:hunter2@localhost:notaport/0"])
+def test_a_malformed_redis_url_is_a_config_error_without_the_password(spec):
+    from wxmp.cache import resolve_cache
+
+    with pytest.raises(ConfigError, match=r"^WXMP_CACHE: not a valid Redis URL \(") as info:
+        resolve_cache(spec, "/tmp/unused")
+    assert "hunter2" not in str(info.value)

@@ -110,12 +110,17 @@ def resolve_cache(spec: Any, default_dir: str) -> BaseCache:
         from redis.retry import Retry
 
         # Short timeouts and no retries: the circuit breaker decides when to ask again.
-        client = redis.Redis.from_url(
-            spec,
-            socket_timeout=_NET_TIMEOUT,
-            socket_connect_timeout=_NET_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-        )
+        try:
+            client = redis.Redis.from_url(
+                spec,
+                socket_timeout=_NET_TIMEOUT,
+                socket_connect_timeout=_NET_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+            )
+        except ValueError as exc:  # redis-py's own words on a malformed URL, without the URL itself
+            raise ConfigError(
+                "WXMP_CACHE", f"not a valid Redis URL ({exc}); expected redis://[:password@]host:port/db"
+            ) from None
         return RedisCache(host=client, default_timeout=0)
     if scheme == "memcached":
         try:
