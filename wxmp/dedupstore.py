@@ -490,10 +490,13 @@ _FILE_STORES: weakref.WeakSet[FileDedupStore] = weakref.WeakSet()
 def _file_writer(ref: weakref.ref[FileDedupStore]) -> None:
     """The writer thread of one store: a pass ``flush_after`` s after each wake; holds its store weakly."""
     while (store := ref()) is not None:
-        wake, delay = store._wake, store.flush_after
+        wake = store._wake
         del store
         if not wake.wait(30):
             continue
+        store = ref()
+        delay = store.flush_after if store is not None else 0.0
+        del store
         time.sleep(delay)  # let a batch gather
         store = ref()
         if store is None or store._wake is not wake:
