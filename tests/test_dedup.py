@@ -300,7 +300,14 @@ class FileWorker:
         script = tmp_path / "file_worker.py"
         script.write_text(FILE_WORKER)
         self.proc = subprocess.Popen(
-            [sys.executable, str(script), f"filesystem:{tmp_path / 'cache'}", str(tmp_path / "runs.txt"), name, how],
+            [
+                sys.executable,
+                str(script),
+                f"filesystem:{tmp_path / 'cache'}",
+                str(tmp_path / "runs.txt"),
+                name,
+                how,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

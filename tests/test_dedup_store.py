@@ -110,7 +110,10 @@ class Syscalls:
                 if threading.get_ident() == self.thread:
                     self.counts[_name] += 1
                     flags = args[1] if _name == "open" and len(args) > 1 else 0
-                    if _name in ("write", "pwrite", "utime", "unlink", "rmdir", "mkdir") or flags & self.WRITING:
+                    if (
+                        _name in ("write", "pwrite", "utime", "unlink", "rmdir", "mkdir")
+                        or flags & self.WRITING
+                    ):
                         self.writes += 1
                 return _real(*args, **kw)
 
@@ -243,7 +246,10 @@ def test_replies_and_pending_marks_in_files(tmp_path: Path) -> None:
     store.record("k", "回复 <xml/>".encode() * 2000, 300)  # a long reply, read back whole
     assert store.read("k", clock()) == "回复 <xml/>".encode() * 2000
     assert store.flush()
-    assert FileDedupStore(str(tmp_path), "ns", ttl=300, clock=clock).read("k", clock()) == "回复 <xml/>".encode() * 2000
+    assert (
+        FileDedupStore(str(tmp_path), "ns", ttl=300, clock=clock).read("k", clock())
+        == "回复 <xml/>".encode() * 2000
+    )
     # Another namespace on the same folder never sees this one's marks.
     other = FileDedupStore(str(tmp_path), "other", ttl=300, clock=clock)
     assert other.claim("k", 10, clock()) is None

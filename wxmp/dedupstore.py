@@ -537,6 +537,7 @@ os.register_at_fork(
     before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
 )
 
+
 def _read_value(fd: int) -> bytes:
     """A file's value: a complete reply, or PENDING (empty, or a reply still being written)."""
     data = os.pread(fd, 65536, 0)
