@@ -242,14 +242,173 @@ def test_retry_on_another_process_gets_the_same_reply(tmp_path: Path, cache_spec
 
 
 @pytest.mark.fleet
-def test_simultaneous_retries_run_the_handler_once(tmp_path: Path, cache_spec: str) -> None:
-    results = run_workers(tmp_path, cache_spec, ["A", "B", "C"], together=True)
+def test_simultaneous_retries_run_the_handler_once(tmp_path: Path, redis_url: str) -> None:
+    results = run_workers(tmp_path, redis_url, ["A", "B", "C"], together=True)
     runs = (tmp_path / "runs.txt").read_text().split()
     assert len(runs) == 1
     winner = f"reply from {runs[0]}"
     # The winner answers its reply; the others answer it too, or "success" if they gave up waiting.
     assert winner in results
     assert set(results) <= {winner, None}
+
+
+# The filesystem store writes its marks from a thread, flush_after (50 ms) after the claim: these
+# workers say when that happened ("flushed"), or die without it, and wait for the test's word.
+FILE_WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    from wxmp.cache import SharedStore, resolve_cache
+    from wxmp.middleware import Callback
+    from wxmp.testing.user import WeChatUser
+
+    spec, runs_file, who, how = sys.argv[1:]
+    cb = Callback("tok123", store=SharedStore(resolve_cache(spec, ""), namespace="dedup-test"))
+    store = cb.dedup.backend
+    if how == "crash":
+        store.flush_after = 3600.0  # the writer never gets to run before the crash
+
+    def step(word):
+        print(word, flush=True)
+        assert sys.stdin.readline().strip() == "go"
+
+    @cb.on("text")
+    def handler(msg):
+        with open(runs_file, "a") as f:
+            f.write(who + "\\n")
+        if how == "slow":  # still running when the others' deliveries come
+            assert store.flushed.wait(30)  # the pending mark is on disk
+            step("running")
+        return "reply from " + who
+
+    user = WeChatUser(cb, "tok123", clock=lambda: 1714036504.0)
+    cb.verifier.clock = lambda: 1714036504.0
+    step("ready")
+    store.flushed.clear()
+    reply = user.send_text("retry me", msg_id=987654321)
+    print(json.dumps(reply.content if reply is not None else None), flush=True)
+    if how == "crash":
+        os._exit(0)  # no atexit: the queued marks die with the process
+    if how == "stay":
+        assert store.flushed.wait(30)  # the writer thread wrote the reply; the process lives on
+        step("flushed")
+    """
+)
+
+
+class FileWorker:
+    def __init__(self, tmp_path: Path, name: str, how: str = "") -> None:
+        script = tmp_path / "file_worker.py"
+        script.write_text(FILE_WORKER)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                f"filesystem:{tmp_path / 'cache'}",
+                str(tmp_path / "runs.txt"),
+                name,
+                how,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.said("ready")
+
+    def said(self, word: str) -> None:
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == word
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def reply(self) -> str | None:
+        assert self.proc.stdout is not None
+        return json.loads(self.proc.stdout.readline())  # type: ignore[no-any-return]
+
+    def finish(self) -> int:
+        self.proc.communicate(timeout=60)
+        return self.proc.returncode
+
+
+@pytest.mark.fleet
+def test_a_retry_on_another_process_after_the_writer_ran_gets_the_reply(tmp_path: Path) -> None:
+    first = FileWorker(tmp_path, "A", "stay")
+    second = FileWorker(tmp_path, "B")
+    first.go()
+    assert first.reply() == "reply from A"
+    first.said("flushed")  # written by A's writer thread, A still alive
+    second.go()
+    assert second.reply() == "reply from A"
+    first.go()
+    assert first.finish() == 0 and second.finish() == 0
+    assert (tmp_path / "runs.txt").read_text().split() == ["A"]
+
+
+@pytest.mark.fleet
+def test_retries_on_other_processes_wait_for_a_first_run_still_going(tmp_path: Path) -> None:
+    first = FileWorker(tmp_path, "A", "slow")
+    others = [FileWorker(tmp_path, name) for name in ("B", "C")]
+    first.go()
+    first.said("running")  # A's pending mark is on disk, its handler is not done
+    for other in others:
+        other.go()  # they find the mark and wait for the reply (up to 2 s)
+    first.go()
+    assert first.reply() == "reply from A"
+    assert {other.reply() for other in others} <= {"reply from A", None}
+    assert all(w.finish() == 0 for w in [first, *others])
+    assert (tmp_path / "runs.txt").read_text().split() == ["A"]
+
+
+@pytest.mark.fleet
+def test_a_crash_before_the_writer_ran_loses_only_the_unwritten_marks(tmp_path: Path) -> None:
+    """The documented price: a retry of a message whose mark was never written runs it again."""
+    crashed = FileWorker(tmp_path, "A", "crash")
+    crashed.go()
+    assert crashed.reply() == "reply from A"
+    assert crashed.finish() == 0
+    assert not list((tmp_path / "cache").rglob("dedup/*/*/*"))  # nothing was written
+    retry = FileWorker(tmp_path, "B")
+    retry.go()
+    assert retry.reply() == "reply from B"
+    assert retry.finish() == 0  # B's exit writes its marks (atexit): a third attempt finds them
+    third = FileWorker(tmp_path, "C")
+    third.go()
+    assert third.reply() == "reply from B"
+    assert third.finish() == 0
+    assert (tmp_path / "runs.txt").read_text().split() == ["A", "B"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_a_writer_of_its_own(tmp_path: Path) -> None:
+    from wxmp.cache import resolve_cache
+    from wxmp.dedupstore import FileDedupStore
+
+    dedup = Deduplicator(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")))
+    backend = dedup.backend
+    assert isinstance(backend, FileDedupStore)
+    backend.flush_after = 3600.0
+    assert dedup.claim("parent").run  # queued in the parent, writer thread started
+    dedup.record("parent", "<xml>parent</xml>")
+    pid = os.fork()
+    if pid == 0:  # the child: no inherited queue, a new writer thread on its first claim
+        code = 1
+        try:
+            backend.flush_after = 0.0
+            if backend.pending_writes() == 0 and dedup.claim("child").run:
+                dedup.record("child", "<xml>child</xml>")
+                if backend.flushed.wait(10) and backend.pending_writes() == 0:
+                    code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    other = FileDedupStore(backend.base, os.path.basename(backend.root), 300)
+    assert other.read("child") == b"<xml>child</xml>"  # written by the child's own writer
+    assert other.read("parent") is None  # the parent's mark is the parent's to write
+    assert backend.pending_writes() == 1 and backend.flush()
+    assert other.read("parent") == b"<xml>parent</xml>"
 
 
 def test_pending_mark_is_a_short_lease_and_the_reply_is_kept_for_the_ttl(

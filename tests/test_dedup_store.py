@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +75,7 @@ def test_the_default_app_dedups_on_private_files_under_the_instance_folder(tmp_p
     assert cb is not None and cb.dedup is not None
     store = cb.dedup.backend
     assert isinstance(store, FileDedupStore)
+    assert store.flush()  # the writer thread's next pass, now
     root = Path(store.root)
     assert str(root).startswith(str(tmp_path / "instance"))
     files = [p for p in root.rglob("*") if p.is_file()]
@@ -88,21 +90,31 @@ def test_a_callback_without_a_store_dedups_in_process() -> None:
     assert cb.dedup is not None and isinstance(cb.dedup.backend, MemoryDedupStore)
 
 
-# -- filesystem: one create per message, bounded files --------------------------------------
+# -- filesystem: the request path reads, a writer thread creates the files ----------------------
 
 
 class Syscalls:
-    """Counts the file operations the store makes (counting, never timing)."""
+    """Counts the file operations the store makes in the calling thread (counting, never timing)."""
 
-    NAMES = ("open", "listdir", "scandir", "unlink", "rmdir", "mkdir", "stat")
+    NAMES = ("open", "write", "pwrite", "utime", "listdir", "scandir", "unlink", "rmdir", "mkdir", "stat")
+    WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.counts = dict.fromkeys(self.NAMES, 0)
+        self.thread = threading.get_ident()
+        self.writes = 0  # opens for writing, and every other call that writes, in this thread
         for name in self.NAMES:
             real = getattr(os, name)
 
             def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
-                self.counts[_name] += 1
+                if threading.get_ident() == self.thread:
+                    self.counts[_name] += 1
+                    flags = args[1] if _name == "open" and len(args) > 1 else 0
+                    if (
+                        _name in ("write", "pwrite", "utime", "unlink", "rmdir", "mkdir")
+                        or flags & self.WRITING
+                    ):
+                        self.writes += 1
                 return _real(*args, **kw)
 
             monkeypatch.setattr(os, name, counted)
@@ -113,31 +125,89 @@ class Syscalls:
         return out
 
 
-def test_a_filesystem_claim_is_one_exclusive_create(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def file_dedup(tmp_path: Path, clock: FakeClock, **kw: Any) -> tuple[Deduplicator, FileDedupStore]:
+    dedup = Deduplicator(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")), wall_clock=clock, **kw)
+    backend = dedup.backend
+    assert isinstance(backend, FileDedupStore)
+    return dedup, backend
+
+
+def another_process(backend: FileDedupStore, clock: FakeClock) -> FileDedupStore:
+    """A store on the same folder and namespace: what another worker process sees (its files only)."""
+    return FileDedupStore(backend.base, os.path.basename(backend.root), 300, clock=clock)
+
+
+def files_under(root: str | Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(root))
+
+
+def test_the_request_path_reads_one_file_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = FakeClock(NOW)
-    dedup = Deduplicator(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")), wall_clock=clock)
-    assert dedup.claim("first", NOW).run  # makes the minute's folder
-    dedup.record("first", "r")
+    dedup, backend = file_dedup(tmp_path, clock)
+    backend.flush_after = 3600.0  # the writer thread waits: this test flushes by hand
     calls = Syscalls(monkeypatch)
     for i in range(20):
         assert dedup.claim(f"m{i}", NOW).run
         dedup.record(f"m{i}", f"<xml>{i}</xml>")
+        # One open for reading, to see another process's mark (none here): no create, no write.
         assert calls.take() == {"open": 1}
-    assert dedup.backend.flush()  # type: ignore[attr-defined]
-    assert dedup.claim("m3", NOW) == (False, False, "<xml>3</xml>")
-    assert calls.take() == {"open": 2}  # the failed create, then reading the reply
+    assert calls.writes == 0
+    assert files_under(backend.root) == 0 and backend.pending_writes() == 20
+    calls.take()  # the test's own walk
+    assert dedup.claim("m3", NOW) == (False, False, "<xml>3</xml>")  # a retry here: from memory
+    assert calls.take() == {}
+    assert backend.flush()  # what the writer thread does: one create per mark
+    assert calls.take()["open"] == 20 + 1  # and one more after making the minute's folder
+    assert files_under(backend.root) == 20 and backend.pending_writes() == 0
+    calls.take()
+    calls.writes = 0
+    assert dedup.claim("m3", NOW) == (False, False, "<xml>3</xml>")  # now from its file
+    assert calls.take() == {"open": 1} and calls.writes == 0
 
 
-def test_a_flood_keeps_the_files_bounded_and_each_claim_cheap(
+def test_the_writer_thread_writes_the_marks_soon(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    dedup, backend = file_dedup(tmp_path, clock)
+    assert dedup.claim("soon", NOW).run
+    dedup.record("soon", "<xml>soon</xml>")
+    # flush_after (50 ms) after the first change, the writer's pass; waited for with its event.
+    assert backend.flushed.wait(10)
+    assert backend.pending_writes() == 0
+    other = another_process(backend, clock)  # another process's view: the file
+    assert other.read("soon", NOW) == b"<xml>soon</xml>"
+    assert backend.read("soon", NOW) == b"<xml>soon</xml>"
+
+
+def test_a_pending_mark_is_written_before_its_reply(tmp_path: Path) -> None:
+    """Another process sees a claim still running (and waits for it), then its reply."""
+    clock = FakeClock(NOW)
+    dedup, backend = file_dedup(tmp_path, clock)
+    backend.flush_after = 3600.0
+    other = another_process(backend, clock)
+    assert dedup.claim("slow", NOW).run
+    assert other.claim("slow", 10, NOW) is None  # before the writer ran: the other process claims too
+    assert backend.flush()
+    third = another_process(backend, clock)
+    assert third.claim("slow", 10, NOW) == PENDING
+    dedup.record("slow", "<xml>slow</xml>")
+    assert backend.flush()
+    assert third.read("slow", NOW) == b"<xml>slow</xml>"
+    # The other process's write found the file taken: it leaves the first claimer's mark alone.
+    other.record("slow", b"<xml>other</xml>", 300)
+    assert other.flush()
+    assert third.read("slow", NOW) == b"<xml>slow</xml>"
+
+
+def test_a_flood_keeps_the_files_bounded_and_each_message_cheap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unique messages at 2/s of fake time for 20 TTLs: files stay within the messages of one TTL."""
     ttl = 60
     clock = FakeClock(NOW)
-    store = SharedStore(resolve_cache(f"filesystem:{tmp_path}", ""))
-    dedup = Deduplicator(store, ttl=ttl, wall_clock=clock)
-    backend = dedup.backend
-    assert isinstance(backend, FileDedupStore)
+    dedup, backend = file_dedup(tmp_path, clock, ttl=ttl)
+    backend.flush_after = 3600.0
     calls = Syscalls(monkeypatch)
     rate, n = 2, 2 * 20 * ttl
     worst: dict[str, int] = {}
@@ -146,20 +216,22 @@ def test_a_flood_keeps_the_files_bounded_and_each_claim_cheap(
     for i in range(n):
         assert dedup.claim(f"flood-{i}", clock()).run
         dedup.record(f"flood-{i}", "success")
+        assert calls.take() == {"open": 1}  # the request path
+        assert backend.flush()  # the writer, once per message here (in batches in real life)
         for name, count in calls.take().items():
             worst[name] = max(worst.get(name, 0), count)
             total[name] = total.get(name, 0) + count
         clock.advance(1 / rate)
         if i % 50 == 0:
-            most_files = max(most_files, sum(len(files) for _, _, files in os.walk(backend.root)))
+            most_files = max(most_files, files_under(backend.root))
             calls.take()  # the test's own walk
     # Bounded by the messages of ttl + 3 minutes (see FileDedupStore), whatever the flood's length.
     bound = rate * (ttl + SLACK + 2 * BUCKET)
     assert most_files <= bound
-    assert sum(len(files) for _, _, files in os.walk(backend.root)) <= bound
+    assert files_under(backend.root) <= bound
     assert len(os.listdir(backend.root)) <= (ttl + SLACK) // BUCKET + 3
-    # No request scans: one create (two when a new minute's folder is made), a few deletions, and
-    # once a minute a listing of the few minute folders.
+    # No folder scan per message: one create (two when a new minute's folder is made), a few
+    # deletions, and once a minute a listing of the few minute folders.
     minutes = n // rate // BUCKET + 1
     assert worst["open"] <= 2 and total["open"] == n + minutes
     assert worst["unlink"] <= DELETES_PER_CLAIM and total["unlink"] >= n - bound
@@ -173,6 +245,11 @@ def test_replies_and_pending_marks_in_files(tmp_path: Path) -> None:
     assert store.read("k", clock()) == PENDING
     store.record("k", "回复 <xml/>".encode() * 2000, 300)  # a long reply, read back whole
     assert store.read("k", clock()) == "回复 <xml/>".encode() * 2000
+    assert store.flush()
+    assert (
+        FileDedupStore(str(tmp_path), "ns", ttl=300, clock=clock).read("k", clock())
+        == "回复 <xml/>".encode() * 2000
+    )
     # Another namespace on the same folder never sees this one's marks.
     other = FileDedupStore(str(tmp_path), "other", ttl=300, clock=clock)
     assert other.claim("k", 10, clock()) is None
@@ -189,7 +266,8 @@ def test_a_full_store_runs_without_dedup_rather_than_fill_the_disk(
         dedup.record(f"m{i}", "r")
     assert dedup.claim("m5", NOW) == (True, False, "")
     assert "without dedup" in caplog.text
-    assert sum(len(f) for _, _, f in os.walk(tmp_path / "dedup")) == 5
+    assert dedup.backend.flush()
+    assert files_under(tmp_path / "dedup") == 5
 
 
 def test_a_cache_folder_that_cannot_hold_marks_runs_without_dedup(

@@ -1,13 +1,15 @@
 """Dedup marks per backend: one atomic operation per message, values as plain bytes.
 
 :class:`~wxmp.dedup.Deduplicator` decides what a claim means; a store here only knows how to claim
-a key, read it and record a reply on one backend, at the price of one atomic operation of that
-backend on the request path:
+a key, read it and record a reply on one backend, at the price of at most one atomic operation of
+that backend on the request path (the filesystem's costs none: its writes are done by a thread):
 
 =========== =================================================== ==========================================
 backend     claim (the request path)                            reply (after the handler)
 =========== =================================================== ==========================================
-filesystem  ``os.open(O_CREAT|O_EXCL)`` in a per-minute folder   ``pwrite`` into the claimed file
+filesystem  a dict lookup and one ``open(O_RDONLY)``; a writer   the writer thread writes it into the file
+            thread creates the file (``O_CREAT|O_EXCL``) 50 ms
+            later, in a per-minute folder
 redis       ``SET key PENDING NX PX lease GET`` (one round trip) ``SET PX ttl`` in the next claim's write
 memcached   ``add`` (one round trip)                            ``set`` with ``noreply`` (never waited for)
 simple      a dict under a lock (one process)                   the same dict
@@ -121,28 +123,55 @@ BUCKET = 60
 #: when it lies between ttl seconds ago and this many seconds ahead of our clock (clock skew).
 #: Otherwise (a skewed or forged CreateTime) our clock picks the folder.
 SLACK = 60
-#: Deletions done per claim while an expired folder is being removed: more than the one file each
-#: claim creates, so removal keeps up with any flood.
+#: Deletions done per file written while an expired folder is being removed: more than the one
+#: file each message creates, so removal keeps up with any flood.
 DELETES_PER_CLAIM = 2
 #: Files one process may hold in the live folders; beyond it, messages run without dedup (with the
 #: usual warning) rather than filling the disk.
 MAX_FILES = 200_000
+#: After a write failed (a folder that cannot be written), claims say "unavailable" this long.
+RETRY_AFTER = 5.0
 
 _REPLY = struct.Struct(">cI")  # b"R", length: a reader tells a reply from a half-written one
-_O_CLAIM = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_CLAIM = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
+
+
+class _Mark:
+    """One message this process claimed: its file, its value, and whether the writer owes it a write."""
+
+    __slots__ = ("lost", "made", "on_disk", "path", "queued", "start", "value")
+
+    def __init__(self, path: str, start: int, made: float, on_disk: bool = False) -> None:
+        self.path = path
+        self.start = start  # its time folder
+        self.value = PENDING
+        self.made = made  # when the lease started
+        self.queued = False
+        self.on_disk = on_disk  # the file exists on our behalf: the reply goes into it
+        self.lost = False  # another process created the file first: we write nothing
 
 
 class FileDedupStore:
-    """Marks as small files under ``<cache dir>/dedup/<namespace>/<minute>/<sha256>``.
+    """Marks as small files under ``<cache dir>/dedup/<namespace>/<minute>/<sha256>``, written later.
 
-    A claim is one exclusive create; the file stays empty while pending (its mtime starts the lease)
-    and gets the reply after the handler (a ``pwrite`` into the page cache: a few µs, no wait).
-    A mark lives ``ttl`` s past its message's CreateTime and at least a minute past its claim.
-    Whole minute folders are removed once expired, two files per claim, so no request scans a
-    folder and the number of files stays bounded by the messages of ``ttl`` + 3 minutes.
+    The request path only *reads*: a claim looks in this process's unwritten marks (a dict), then
+    opens the mark file other processes may have written (``open(O_RDONLY)``; usually ``ENOENT``).
+    The new mark and, later, the reply are handed to one writer thread per store and process, which
+    creates the files (``O_CREAT|O_EXCL``, 0600) in batches ``flush_after`` s after the first
+    change, well before WeChat's next attempt (5 s after a delivery). Until then the mark exists
+    only in this process: a process that dies before its writer ran loses those marks, and a retry
+    of such a message runs the handler again (see :mod:`wxmp.dedup`); two processes that get the
+    same message within ``flush_after`` s of each other both run it (WeChat never does that).
+
+    A mark lives ``ttl`` s past its message's CreateTime and at least a minute past its claim. The
+    writer removes whole expired minute folders, two files per file it writes, so nothing scans a
+    folder per message and the number of files stays bounded by the messages of ``ttl`` + 3 minutes.
     """
 
     name = "filesystem"
+    #: Seconds from the first unwritten change to the writer's pass (batches the writes).
+    flush_after = 0.05
 
     def __init__(
         self,
@@ -159,15 +188,31 @@ class FileDedupStore:
         self.ttl = ttl
         self.clock = clock
         self.max_files = max_files
-        self._open: dict[str, int] = {}
-        self._guard = threading.Lock()
+        self._reset()
+        #: Set after each pass of the writer (tests wait on it).
+        self.flushed = threading.Event()
+        self._broken = ""  # why the last write failed
+        self._broken_until = 0.0
+        try:
+            self._folders(self.root)
+        except CacheUnavailable as exc:  # a folder we cannot write: claims say so
+            self._failed(str(exc))
+        _FILE_STORES.add(self)
+
+    def _reset(self) -> None:
+        """Fresh per-process state (also in a forked child: the parent writes its own marks)."""
+        self._lock = threading.Lock()  # guards the dicts and the queue; never held across I/O
+        self._writing = threading.Lock()  # one writer pass at a time
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._local: dict[str, _Mark] = {}  # path -> a mark not (completely) written yet
+        self._claimed: dict[str, _Mark] = {}  # key -> a mark claimed here, reply not recorded yet
+        self._queue: list[_Mark] = []
         self._swept = -1  # the minute of the last look for expired folders
         self._doomed: list[str] = []  # expired folders being removed
         self._scan: Any = None  # os.scandir iterator of _doomed[0]
         self._made: dict[int, int] = {}  # files this process created, per live folder
         self._files = 0
-        with contextlib.suppress(CacheUnavailable):  # a folder we cannot write: claims say so
-            self._folders(self.root)
 
     def __repr__(self) -> str:
         return f"<FileDedupStore {self.root!r}>"
@@ -186,6 +231,10 @@ class FileDedupStore:
         else:
             os.chmod(path, 0o700)  # whatever the umask
 
+    def _failed(self, reason: str) -> None:
+        self._broken = reason
+        self._broken_until = self.clock() + RETRY_AFTER
+
     def _folder(self, created: float | None, now: float) -> int:
         t = created if created is not None and now - self.ttl <= created <= now + SLACK else now
         return int(t // BUCKET) * BUCKET
@@ -194,80 +243,87 @@ class FileDedupStore:
         start = self._folder(created, now)
         return start, f"{self.root}/{start}/{digest(key)}"
 
+    # -- the request path: reads only --
+
     def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
         now = self.clock()
-        self._expire(now)
+        if self._broken_until and now < self._broken_until:
+            raise CacheUnavailable(self._broken)
         start, path = self._path(key, created, now)
+        with self._lock:
+            mark = self._local.get(path)
+            if mark is not None:
+                if mark.value is not PENDING or mark.made + lease > now:
+                    return mark.value
+                mark.made = now  # this process's own claim lapsed (released or too slow): run again
+                self._claimed[key] = mark
+                return None
+        value = self._read_file(path, lease, now)
+        if value is not None:
+            if value is _TAKEN:
+                with self._lock:
+                    self._claimed[key] = _Mark(path, start, now, on_disk=True)
+                return None
+            return value
         if self._files >= self.max_files:
             raise CacheUnavailable(f"filesystem dedup store holds {self._files} files, over its limit")
-        try:
-            fd = os.open(path, _O_CLAIM, 0o600)
-        except FileExistsError:
-            return self._existing(key, path, lease, now)
-        except FileNotFoundError:
-            self._folders(path[: path.rfind("/")])
-            try:
-                fd = os.open(path, _O_CLAIM, 0o600)
-            except FileExistsError:
-                return self._existing(key, path, lease, now)
-            except OSError as exc:
-                raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
-        except OSError as exc:
-            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
-        self._open[key] = fd
-        self._made[start] = self._made.get(start, 0) + 1
-        self._files += 1
+        mark = _Mark(path, start, now)
+        with self._lock:
+            if path in self._local:  # another thread of this process claimed it meanwhile
+                return self._local[path].value
+            self._local[path] = mark
+            self._claimed[key] = mark
+            self._made[start] = self._made.get(start, 0) + 1
+            self._files += 1
+            self._enqueue(mark)
         return None
 
-    def _existing(self, key: str, path: str, lease: float, now: float) -> bytes | None:
+    def _read_file(self, path: str, lease: float, now: float) -> bytes | None:
+        """The value another process wrote (None: no file); :data:`_TAKEN` if we took its lapsed lease."""
         try:
-            fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
         except FileNotFoundError:
-            return None if self._retry_claim(key, path) else GONE
+            return None
         except OSError as exc:
             raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
-        keep = False
         try:
             value = _read_value(fd)
             if value is not PENDING or os.fstat(fd).st_mtime + lease > now:
                 return value
-            # The claimer died (or is slower than the lease): take the claim over, one taker at a time.
+            # The claimer died (or is slower than the lease): take the claim over, one taker at a
+            # time. Only after a crash, so the one write on the request path that remains.
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 value = _read_value(fd)
                 if value is not PENDING or os.fstat(fd).st_mtime + lease > self.clock():
                     return value
                 now = self.clock()
-                os.utime(fd, (now, now))
+                os.utime(path, (now, now))
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-            self._open[key] = fd
-            keep = True
-            return None
+            return _TAKEN
         except OSError as exc:
             raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
         finally:
-            if not keep:
-                os.close(fd)
-
-    def _retry_claim(self, key: str, path: str) -> bool:
-        """The file vanished between create and open (its folder expired): claim it afresh."""
-        try:
-            self._open[key] = os.open(path, _O_CLAIM, 0o600)
-        except OSError:
-            return False
-        return True
+            os.close(fd)
 
     def read(self, key: str, created: float | None = None) -> bytes | None:
         now = self.clock()
-        value = self._read_path(self._path(key, created, now)[1])
-        if value is None and created is not None:  # created drifted out of SLACK while we waited
-            value = self._read_path(self._path(key, None, now)[1])
-        return value
+        paths = [self._path(key, created, now)[1]]
+        if created is not None:  # created drifted out of SLACK while we waited
+            paths.append(self._path(key, None, now)[1])
+        for path in paths:
+            mark = self._local.get(path)
+            if mark is not None:
+                return mark.value
+            value = self._read_path(path)
+            if value is not None:
+                return value
+        return None
 
     def _read_path(self, path: str) -> bytes | None:
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -278,36 +334,101 @@ class FileDedupStore:
             os.close(fd)
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
-        fd = self._open.pop(key, None)
-        if fd is None:
-            return
-        try:
-            os.pwrite(fd, _REPLY.pack(b"R", len(reply)) + reply, 0)
-        except OSError as exc:
-            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
-        finally:
-            os.close(fd)
+        with self._lock:
+            mark = self._claimed.pop(key, None)
+            if mark is None:
+                return
+            mark.value = reply
+            self._local[mark.path] = mark
+            self._enqueue(mark)
 
     def release(self, key: str) -> None:
-        fd = self._open.pop(key, None)
-        if fd is not None:
-            os.close(fd)
+        with self._lock:
+            self._claimed.pop(key, None)  # its pending mark stays (and is written): the lease lapses
+
+    def _enqueue(self, mark: _Mark) -> None:
+        """Queue ``mark`` for the writer (under ``_lock``); starts the writer in this process if needed."""
+        if not mark.queued:
+            mark.queued = True
+            self._queue.append(mark)
+        if self._writer is None:
+            self._writer = threading.Thread(target=_file_writer, args=(weakref.ref(self),), daemon=True)
+            self._writer.name = "wxmp-dedup-writer"
+            self._writer.start()
+        if not self._wake.is_set():
+            self._wake.set()
+
+    # -- the writer --
 
     def flush(self, timeout: float = 5.0) -> bool:
-        return True  # replies are written before record returns
+        """Write every queued mark now (tests, exit); False if a write failed or another pass held on."""
+        if not self._writing.acquire(timeout=timeout):
+            return False
+        try:
+            return self._write_queued()
+        finally:
+            self._writing.release()
 
-    # -- expiry: O(1) per claim --
+    def _write_queued(self) -> bool:
+        """One pass: write the queued marks, then remove some expired files. False if a write failed."""
+        with self._lock:
+            batch, self._queue = self._queue, []
+        ok = True
+        created = 0
+        for mark in batch:
+            with self._lock:
+                mark.queued = False
+                value = mark.value
+            try:
+                created += self._write(mark, value)
+            except (OSError, CacheUnavailable) as exc:
+                ok = False
+                self._failed(f"filesystem dedup store: {getattr(exc, 'strerror', None) or exc}")
+            with self._lock:
+                if not mark.queued and self._local.get(mark.path) is mark:
+                    del self._local[mark.path]  # written: other processes and retries read the file
+        self._expire(self.clock(), max(1, created) * DELETES_PER_CLAIM)
+        return ok
 
-    def _expire(self, now: float) -> None:
+    def _write(self, mark: _Mark, value: bytes) -> int:
+        """Write one mark; 1 if it created a file."""
+        if mark.lost:
+            return 0
+        data = b"" if value is PENDING else _REPLY.pack(b"R", len(value)) + value
+        if mark.on_disk:
+            if data:
+                fd = os.open(mark.path, os.O_WRONLY | _CLOEXEC)
+                try:
+                    os.pwrite(fd, data, 0)
+                finally:
+                    os.close(fd)
+            return 0
+        try:
+            fd = os.open(mark.path, _O_CLAIM, 0o600)
+        except FileNotFoundError:
+            self._folders(mark.path[: mark.path.rfind("/")])
+            fd = os.open(mark.path, _O_CLAIM, 0o600)
+        except FileExistsError:
+            # Another process claimed the same message within our flush delay: its mark stays.
+            mark.lost = True
+            return 0
+        try:
+            if data:
+                os.write(fd, data)
+        finally:
+            os.close(fd)
+        mark.on_disk = True
+        return 1
+
+    # -- expiry: O(1) per file written, in the writer --
+
+    def _expire(self, now: float, budget: int) -> None:
         minute = int(now // BUCKET)
         if minute != self._swept:
             self._swept = minute
             self._find_expired(now)
-        if self._doomed and self._guard.acquire(blocking=False):  # one deleting thread is enough
-            try:
-                self._delete_some()
-            finally:
-                self._guard.release()
+        if self._doomed:
+            self._delete_some(budget)
 
     def _find_expired(self, now: float) -> None:
         """Once a minute: folders whose every mark is older than ttl (a listing of a few names)."""
@@ -316,18 +437,18 @@ class FileDedupStore:
             names = os.listdir(self.root)
         except OSError:
             return
-        with self._guard:
-            for name in names:
-                if name.isdigit() and int(name) <= horizon:
-                    path = f"{self.root}/{name}"
-                    if path not in self._doomed:
-                        self._doomed.append(path)
+        for name in names:
+            if name.isdigit() and int(name) <= horizon:
+                path = f"{self.root}/{name}"
+                if path not in self._doomed:
+                    self._doomed.append(path)
+        with self._lock:
             for start in [s for s in self._made if s <= horizon]:
                 self._files -= self._made.pop(start)
 
-    def _delete_some(self) -> None:
+    def _delete_some(self, budget: int) -> None:
         done = 0
-        while self._doomed and done < DELETES_PER_CLAIM:
+        while self._doomed and done < budget:
             folder = self._doomed[0]
             if self._scan is None:
                 try:
@@ -354,6 +475,67 @@ class FileDedupStore:
     def pending_deletions(self) -> int:
         """Expired folders not yet removed (for tests and the flood benchmark)."""
         return len(self._doomed)
+
+    def pending_writes(self) -> int:
+        """Marks queued for the writer (for tests)."""
+        return len(self._queue)
+
+
+#: Returned by ``_read_file`` when this process took over a lapsed claim.
+_TAKEN = b"\x00taken"
+
+_FILE_STORES: weakref.WeakSet[FileDedupStore] = weakref.WeakSet()
+
+
+def _file_writer(ref: weakref.ref[FileDedupStore]) -> None:
+    """The writer thread of one store: a pass ``flush_after`` s after each wake; holds its store weakly."""
+    while (store := ref()) is not None:
+        wake = store._wake
+        del store
+        if not wake.wait(30):
+            continue
+        store = ref()
+        delay = store.flush_after if store is not None else 0.0
+        del store
+        time.sleep(delay)  # let a batch gather
+        store = ref()
+        if store is None or store._wake is not wake:
+            return  # gone, or forked: the child has a writer of its own
+        wake.clear()
+        with contextlib.suppress(Exception):  # a failure is recorded; never let the thread die
+            store.flush(timeout=30)
+        store.flushed.set()
+        del store
+
+
+def _flush_files_at_exit() -> None:
+    """A clean exit writes the marks still queued (a crash loses them; see FileDedupStore)."""
+    for store in list(_FILE_STORES):
+        with contextlib.suppress(Exception):
+            store.flush(timeout=2.0)
+
+
+def _before_fork() -> None:
+    for store in list(_FILE_STORES):
+        store._lock.acquire()  # no fork while a thread is inside the dicts
+
+
+def _after_fork_in_parent() -> None:
+    for store in list(_FILE_STORES):
+        store._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    # The writer did not survive the fork and the parent writes its own queued marks: the child
+    # starts empty, with fresh locks, and gets its own writer with its first claim.
+    for store in list(_FILE_STORES):
+        store._reset()
+
+
+atexit.register(_flush_files_at_exit)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
 
 
 def _read_value(fd: int) -> bytes:

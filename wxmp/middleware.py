@@ -44,6 +44,7 @@ from .cache import CacheUnavailable, SharedStore
 from .crypto import MessageCrypto, Verifier, make_nonce
 from .deadline import deadline
 from .dedup import Deduplicator
+from .dedupstore import open_store
 from .dispatch import Router
 from .errors import CallbackError, ConfigError, DecryptError, ParseError
 from .messages import Message, parse, parse_fields
@@ -385,15 +386,30 @@ class _BodyMarks:
         self.store = store
         self.ttl = 2 * window + 5
         self._warned_at: float | None = None
+        # On the filesystem, the dedup store's marks (a read on the request path, files written by
+        # a thread), in a namespace of their own: their TTL is not the dedup TTL.
+        self.files = (
+            open_store(SharedStore(store.cache, store.namespace + ":body", probe=False), self.ttl)
+            if store.backend == "filesystem"
+            else None
+        )
 
     def bind(self, query: dict[str, str], body: bytes) -> None:
         triple = f"{query.get('timestamp', '')}:{query.get('nonce', '')}:{query.get('signature', '')}"
         name = "body:" + hashlib.sha256(triple.encode("utf-8")).hexdigest()
         digest = hashlib.sha256(body).hexdigest()
         try:
-            if self.store.add(name, digest, self.ttl):
+            if self.files is not None:
+                stamp = query.get("timestamp", "")
+                found = self.files.claim(name, self.ttl, float(stamp) if stamp.isdigit() else None)
+                if found is None:
+                    self.files.record(name, digest.encode(), self.ttl)
+                    return
+                seen = found.decode("ascii", "replace") if found[:1] != b"\x00" else None
+            elif self.store.add(name, digest, self.ttl):
                 return
-            seen = self.store.get(name)
+            else:
+                seen = self.store.get(name)
         except CacheUnavailable as exc:
             now = time.monotonic()
             if self._warned_at is None or now - self._warned_at >= 60:
