@@ -314,6 +314,7 @@ def test_query_values_and_names_are_unquoted(cb: Callback) -> None:
     sig = f"signature={signature(TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}"
     for query, echoed in [
         ("echostr=a+b%2Bc", b"a b+c"),
+        ("echostr=x+y", b"x y"),
         ("echo%73tr=plain", b"plain"),
         ("echostr=abc==", b"abc=="),
         ("", b""),

@@ -695,8 +695,27 @@ def test_the_default_store_keeps_marks_through_a_burst(clock: FakeClock) -> None
     cb.on("text")(lambda msg: seen.append(msg.msg_id) or "ok")
     user = WeChatUser(cb, TOKEN, clock=clock)
     first = user.message_xml("text", {"Content": "first"}, msg_id=1)
-    user.send_raw(first)
+    ts, nonce = "1714036504", "4242"
+    url = f"/wechat?signature={signature(TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}"
+    assert Client(cb).post(url, data=first).status_code == 200
     for i in range(2, 1200):  # beyond cachelib's default threshold of 500 entries
         user.send_text("burst", msg_id=i)
     user.send_raw(first)  # WeChat's retry of the first message
     assert seen.count(1) == 1
+    swapped = user.message_xml("text", {"Content": "swapped"}, msg_id=5000)
+    assert Client(cb).post(url, data=swapped).status_code == 403  # the first signature is still bound
+
+
+def test_replies_are_kept_for_five_minutes_by_default(clock: FakeClock) -> None:
+    cb = Callback(TOKEN, clock=clock)
+    seen: list[str] = []
+    cb.on("text")(lambda msg: seen.append(msg.content) or "kept")
+    user = WeChatUser(cb, TOKEN, clock=clock)
+    xml = user.message_xml("text", {"Content": "q"}, msg_id=32)
+    user.send_raw(xml)
+    clock.advance(299)
+    user.send_raw(xml)
+    assert seen == ["q"]
+    clock.advance(1.5)
+    user.send_raw(xml)
+    assert seen == ["q", "q"]
