@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import itertools
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from wxmp import signals
 from wxmp.crypto import signature
 from wxmp.middleware import Callback
 from wxmp.testing.clock import FakeClock
@@ -190,3 +192,134 @@ def test_never_5xx_on_random_bytes(cb: Callback) -> None:
         body = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 200)))
         status, _ = call(cb, {"CONTENT_LENGTH": str(len(body))}, io.BytesIO(body))
         assert status[:3] in ("200", "400"), status
+
+
+# -- every refusal: its status, its short body, the reason logged, and who hears of it ----------
+
+XML = b"<xml><ToUserName>gh</ToUserName><FromUserName>oU</FromUserName><CreateTime>1714036504</CreateTime><MsgType>text</MsgType><Content>hi</Content><MsgId>7</MsgId></xml>"
+
+
+def answer(
+    cb: Callback, environ_extra: dict[str, Any], data: bytes = b"", query: str = ""
+) -> tuple[str, dict[str, str], bytes]:
+    ts, nonce = "1714036504", str(next(_NONCES))
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/wechat",
+        "QUERY_STRING": f"signature={signature(TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}{query}",
+        "REMOTE_ADDR": "203.0.113.9",
+        "wsgi.input": io.BytesIO(data),
+        **environ_extra,
+    }
+    got: list[Any] = []
+    body = b"".join(cb(environ, lambda s, h: got.append((s, dict(h)))))
+    return got[0][0], got[0][1], body
+
+
+@pytest.mark.parametrize(
+    ("extra", "data", "query", "status", "text", "reason"),
+    [
+        ({"CONTENT_LENGTH": "abc"}, b"", "", "400 Bad Request", "bad request", "bad Content-Length"),
+        ({"CONTENT_LENGTH": "101"}, b"", "", "413 Content Too Large", "body too large", "body of 101 bytes"),
+        (
+            {"wsgi.input_terminated": True},
+            b"x" * 101,
+            "",
+            "413 Content Too Large",
+            "body too large",
+            "body over the limit",
+        ),
+        ({"CONTENT_LENGTH": "0"}, b"<", "", "400 Bad Request", "bad request", "empty body"),
+        ({}, b"<xml/>", "", "400 Bad Request", "bad request", "empty body"),
+        ({"CONTENT_LENGTH": "1"}, b"<", "", "400 Bad Request", "bad request", "malformed XML"),
+        (
+            {"CONTENT_LENGTH": "10"},
+            b"<xml></xml",
+            "&encrypt_type=rsa",
+            "400 Bad Request",
+            "bad request",
+            "unknown encrypt_type",
+        ),
+        ({"REQUEST_METHOD": "PUT"}, b"", "", "405 Method Not Allowed", "method not allowed", "method PUT"),
+    ],
+)
+def test_each_refusal_is_answered_and_logged(
+    extra: dict[str, Any], data: bytes, query: str, status: str, text: str, reason: str, caplog: Any
+) -> None:
+    cb = Callback(TOKEN, clock=FakeClock(NOW), max_body=100)
+    refused: list[Any] = []
+
+    def on_refused(sender: Any, **kw: Any) -> None:
+        refused.append(kw)
+
+    signals.signature_refused.connect(on_refused)
+    try:
+        with caplog.at_level(logging.WARNING, "wxmp.callback"):
+            got, headers, body = answer(cb, extra, data, query)
+    finally:
+        signals.signature_refused.disconnect(on_refused)
+    assert (got, body) == (status, text.encode())
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers["Content-Length"] == str(len(text))
+    assert caplog.messages[0].startswith(f"wxmp callback refused ({status[:3]}): {reason}")
+    assert caplog.messages[0].endswith(", from 203.0.113.9")
+    assert refused == []  # only 403s are signature refusals
+
+
+def test_a_body_of_exactly_max_body_is_read(caplog: Any) -> None:
+    cb = Callback(TOKEN, clock=FakeClock(NOW), max_body=len(XML))
+    cb.on()(lambda msg: "read")
+    for extra in ({"CONTENT_LENGTH": str(len(XML))}, {"wsgi.input_terminated": True}):
+        got, headers, body = answer(cb, extra, XML)
+        assert got == "200 OK" and b"read" in body
+        assert headers["Content-Length"] == str(len(body))
+
+
+def test_a_plaintext_push_to_an_aes_account_names_the_rule(caplog: Any) -> None:
+    cb = Callback(TOKEN, AES_KEY, APPID, clock=FakeClock(NOW))
+    refused: list[tuple[Any, dict[str, Any]]] = []
+
+    def on_refused(sender: Any, **kw: Any) -> None:
+        refused.append((sender, kw))
+
+    signals.signature_refused.connect(on_refused)
+    try:
+        with caplog.at_level(logging.WARNING, "wxmp.callback"):
+            got, _, body = answer(cb, {"CONTENT_LENGTH": str(len(XML))}, XML)
+    finally:
+        signals.signature_refused.disconnect(on_refused)
+    assert (got, body) == ("403 Forbidden", b"encrypted push required")
+    reason = "plaintext push to an account with an AES key"
+    assert caplog.messages == [f"wxmp callback refused (403): {reason}, from 203.0.113.9"]
+    assert refused == [(cb, {"reason": reason, "remote_addr": "203.0.113.9"})]
+
+
+def test_a_request_without_remote_addr_is_logged_as_unknown(caplog: Any) -> None:
+    cb = Callback(TOKEN, clock=FakeClock(NOW))
+    environ = {"REQUEST_METHOD": "DELETE", "PATH_INFO": "/wechat", "wsgi.input": io.BytesIO()}
+    handshake = {"REQUEST_METHOD": "GET", "PATH_INFO": "/wechat"}  # no QUERY_STRING at all
+    got: list[str] = []
+    with caplog.at_level(logging.WARNING, "wxmp.callback"):
+        b"".join(cb(environ, lambda s, h: None))
+        assert b"".join(cb(handshake, lambda s, h: got.append(s))) == b"signature check failed"
+    assert got == ["403 Forbidden"]
+    assert caplog.messages == [
+        "wxmp callback refused (405): method DELETE, from ?",
+        "wxmp callback refused (403): missing signature, timestamp or nonce, from ?",
+    ]
+
+
+def test_query_values_and_names_are_unquoted(cb: Callback) -> None:
+    ts, nonce = "1714036504", "8"
+    sig = f"signature={signature(TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}"
+    for query, echoed in [
+        ("echostr=a+b%2Bc", b"a b+c"),
+        ("echostr=x+y", b"x y"),
+        ("echo%73tr=plain", b"plain"),
+        ("echostr=abc==", b"abc=="),
+        ("", b""),
+    ]:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/wechat", "QUERY_STRING": f"{sig}&{query}"}
+        got: list[str] = []
+        assert b"".join(cb(environ, lambda s, h, got=got: got.append(s))) == echoed
+        assert got == ["200 OK"]

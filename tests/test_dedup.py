@@ -454,3 +454,146 @@ def test_a_lapsed_lease_lets_the_next_attempt_run(kind: str, tmp_path: Path) -> 
     assert not dedup.claim("crashed", created).run
     wall.advance(250)  # a reply is kept for the ttl
     assert dedup.claim("done", created) == (False, False, "<xml>kept</xml>")
+
+
+# -- the defaults the callback uses, boundaries, and what a stored value answers ---------------
+
+
+def test_the_defaults_wait_2s_in_50ms_polls_with_a_10s_lease_and_a_5min_ttl() -> None:
+    wall = FakeClock(1714036504)
+    waits = FakeClock(0)
+    dedup = Deduplicator(simple_store(), clock=waits, sleep=waits.sleep, wall_clock=wall)
+    assert dedup.claim("k") == (True, True, "")
+    assert dedup.claim("k") == (False, False, "success")  # the first run is still going
+    assert waits.slept == [0.05] * 40
+    wall.advance(9.9)
+    assert not dedup.claim("k").run  # within the lease
+    wall.advance(0.2)
+    assert dedup.claim("k") == (True, True, "")  # the lease lapsed: the claimer is presumed dead
+    dedup.record("k", "<xml>r</xml>")
+    wall.advance(299)
+    assert dedup.claim("k") == (False, False, "<xml>r</xml>")
+    wall.advance(1.5)
+    assert dedup.claim("k").run  # the reply is kept for 300 s
+    assert repr(dedup) == "<Deduplicator <SharedStore simple 'wxmp'> ttl=300>"
+
+
+def test_the_lease_never_outlasts_the_ttl() -> None:
+    wall = FakeClock(1714036504)
+    dedup = Deduplicator(
+        simple_store(), ttl=5, lease=10, wall_clock=wall, clock=FakeClock(0), sleep=lambda s: None
+    )
+    assert dedup.claim("k").run
+    wall.advance(5.1)
+    assert dedup.claim("k").run
+
+
+def dedup_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "wxmp.callback"]
+
+
+class SwitchableCache(BaseCache):
+    """A cache server in a dict that can go away (``down``) and come back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, Any] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionError("down")
+
+    def get(self, key: str) -> Any:
+        self._check()
+        return self.data.get(key)
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> Any:
+        self._check()
+        self.data[key] = value
+        return True
+
+    def add(self, key: str, value: Any, timeout: int | None = None) -> Any:
+        self._check()
+        return self.data.setdefault(key, value) is value
+
+    def delete(self, key: str) -> Any:
+        self._check()
+        return self.data.pop(key, None) is not None
+
+
+def test_the_cache_dying_while_a_retry_waits_answers_success(caplog: pytest.LogCaptureFixture) -> None:
+    cache = SwitchableCache()
+    waits = FakeClock(1000)
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        waits.advance(seconds)
+        cache.down = True  # the server goes away during the first poll
+
+    dedup = Deduplicator(SharedStore(cache, probe=False, cooldown=0), clock=waits, sleep=sleep)
+    assert dedup.claim("k").run
+    with caplog.at_level(logging.WARNING, "wxmp.callback"):
+        assert dedup.claim("k") == (False, False, "success")
+    assert polls == [0.05]  # it stopped waiting at once
+    assert [m.split(" (")[0] for m in dedup_warnings(caplog)] == ["wxmp dedup: cache unavailable"]
+    assert dedup_warnings(caplog)[0].endswith("; processing messages without dedup")
+
+
+def test_warnings_are_rate_limited_to_one_per_warn_every(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(1000)
+    dedup = Deduplicator(SharedStore(DeadCache(), probe=False, cooldown=0), clock=clock, warn_every=60)
+    with caplog.at_level(logging.WARNING, "wxmp.callback"):
+        dedup.claim("a")
+        clock.advance(59.9)
+        dedup.record("a", "x")
+        clock.advance(0.1)  # exactly warn_every after the first
+        dedup.record("a", "x")
+        dedup.claim("b")
+    heads = [m.split(" (")[0] for m in dedup_warnings(caplog)]
+    assert heads == ["wxmp dedup: cache unavailable", "wxmp dedup: could not store a reply"]
+
+
+def test_a_slow_failure_is_one_that_took_a_quarter_second() -> None:
+    from wxmp.cache import CacheUnavailable
+
+    clock = FakeClock(1000)
+    dedup = Deduplicator(simple_store(), clock=clock, retry_after=5)
+    calls: list[str] = []
+
+    class Failing:
+        took = 0.0
+
+        def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+            calls.append(key)
+            clock.advance(self.took)
+            raise CacheUnavailable("down")
+
+    backend = Failing()
+    dedup.backend = backend  # type: ignore[assignment]
+    backend.took = 0.24  # refused fast: the next message asks again
+    dedup.claim("a")
+    dedup.claim("b")
+    assert calls == ["a", "b"]
+    backend.took = 0.25  # timed out: the next 5 s leave the backend alone
+    dedup.claim("c")
+    clock.advance(4.9)
+    dedup.claim("d")
+    assert calls == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("stored", "answer"),
+    [
+        ("<xml>中文</xml>", "<xml>中文</xml>"),
+        ("", "success"),  # nothing to answer
+        ("\x00foreign", "success"),  # a mark, not a reply
+        ("\udcff", "success"),  # not UTF-8
+    ],
+)
+def test_what_a_stored_reply_answers(stored: str, answer: str) -> None:
+    dedup = Deduplicator(simple_store())
+    dedup.claim("k")
+    dedup.record("k", stored)
+    assert dedup.claim("k") == (False, False, answer)

@@ -381,3 +381,341 @@ def test_wechat_user_over_real_http(clock: FakeClock) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- what WeChat and the operator see, exactly -----------------------------------------------
+
+
+def safe_push(cb: Callback, clock: FakeClock, body: bytes, **query: str) -> Any:
+    """POST ``body`` with a valid plaintext signature and ``encrypt_type=aes`` plus ``query``."""
+    ts, nonce = str(int(clock())), "5150"
+    params = {
+        "signature": signature(TOKEN, ts, nonce),
+        "timestamp": ts,
+        "nonce": nonce,
+        "encrypt_type": "aes",
+    }
+    params.update(query)
+    return Client(cb).post("/wechat", query_string=params, data=body)
+
+
+def test_handshake_without_echostr_answers_an_empty_body(cb: Callback) -> None:
+    ts, nonce = "1714036504", "77"
+    resp = Client(cb).get(f"/wechat?signature={signature(TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}")
+    assert resp.status_code == 200 and resp.data == b""
+
+
+def test_reply_content_types(cb: Callback, clock: FakeClock) -> None:
+    user = user_for(cb, clock)
+    user.send_text("x")
+    assert user.last_result is not None
+    assert user.last_result.headers["Content-Type"] == "application/xml; charset=utf-8"
+    user.send_voice()  # no handler: "success"
+    assert user.last_result.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert user.last_result.body == b"success"
+    assert user.last_result.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_reply_create_time_is_the_callbacks_clock(cb: Callback, clock: FakeClock) -> None:
+    user = user_for(cb, FakeClock(NOW - 100))  # the push is older than our clock
+    user.send_text("x")
+    assert user.last_result is not None
+    assert b"<CreateTime>1714036504</CreateTime>" in user.last_result.body
+
+
+def test_encrypted_push_without_a_key_names_the_reason(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain_only = Callback(TOKEN, clock=clock)
+    with caplog.at_level(logging.WARNING, "wxmp.callback"):
+        resp = safe_push(plain_only, clock, b"<xml><Encrypt>abc</Encrypt></xml>", msg_signature="0" * 40)
+    assert resp.status_code == 400 and resp.data == b"bad request"
+    assert "refused (400): encrypted push but no AES key is configured, from" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "body", [b"<xml><ToUserName>gh</ToUserName></xml>", b"<xml><Encrypt></Encrypt></xml>"]
+)
+def test_encrypted_push_without_ciphertext_is_400(
+    cb: Callback, clock: FakeClock, caplog: pytest.LogCaptureFixture, body: bytes
+) -> None:
+    with caplog.at_level(logging.WARNING, "wxmp.callback"):
+        resp = safe_push(cb, clock, body, msg_signature="0" * 40)
+    assert resp.status_code == 400 and resp.data == b"bad request"
+    assert "refused (400): encrypted push without Encrypt, from" in caplog.text
+
+
+def test_bad_msg_signature_names_msg_signature(
+    cb: Callback, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused: list[dict[str, Any]] = []
+
+    def on_refused(sender: Any, **kw: Any) -> None:
+        refused.append(kw)
+
+    signals.signature_refused.connect(on_refused)
+    try:
+        with caplog.at_level(logging.WARNING, "wxmp.callback"):
+            bad = safe_push(cb, clock, b"<xml><Encrypt>abc</Encrypt></xml>", msg_signature="0" * 40)
+            missing = safe_push(cb, clock, b"<xml><Encrypt>abc</Encrypt></xml>")
+    finally:
+        signals.signature_refused.disconnect(on_refused)
+    assert bad.status_code == missing.status_code == 403
+    assert bad.data == missing.data == b"signature check failed"
+    assert [r["reason"] for r in refused] == [
+        "bad msg_signature",
+        "missing msg_signature, timestamp or nonce",
+    ]
+    assert "refused (403): bad msg_signature, from" in caplog.text
+
+
+def test_process_keeps_modes_apart_and_defaults_to_plaintext(clock: FakeClock) -> None:
+    from wxmp.messages import parse
+
+    cb = Callback(TOKEN, AES_KEY, APPID, clock=clock)
+    runs: list[str] = []
+    cb.on("text")(lambda msg: runs.append(msg.content) or "counted")
+    msg = parse(user_for(cb, clock).message_xml("text", {"Content": "count"}, msg_id=9))
+    assert cb.process(msg) == cb.process(msg, encrypted=True)
+    assert runs == ["count", "count"]  # one run per mode
+    assert "counted" in cb.process(msg, encrypted=False)  # the first call was the plaintext one
+    assert runs == ["count", "count"]
+
+
+def test_mode_dedup_keys_are_a_fleet_wide_contract(cb: Callback, clock: FakeClock) -> None:
+    from wxmp.messages import parse
+    from wxmp.middleware import mode_dedup_key
+
+    msg = parse(user_for(cb, clock).message_xml("text", {"Content": "x"}, msg_id=9))
+    # Workers of two releases (and the WSGI and ASGI callbacks) share these keys on one store.
+    assert mode_dedup_key(msg, True) == "aes:" + msg.dedup_key
+    assert mode_dedup_key(msg, False) == "raw:" + msg.dedup_key
+
+
+def test_without_dedup_every_delivery_runs(clock: FakeClock) -> None:
+    cb = Callback(TOKEN, clock=clock, dedup=False)
+    seen: list[str] = []
+    cb.on("text")(lambda msg: seen.append(msg.content) or f"got {msg.content}")
+    user = WeChatUser(cb, TOKEN, clock=clock)
+    assert user.send_text("a", msg_id=3) == TextReply("got a")
+    assert user.send_text("a", msg_id=3) == TextReply("got a")
+    assert seen == ["a", "a"]
+
+
+def test_a_dead_cache_still_hands_the_message_to_the_handler(clock: FakeClock) -> None:
+    from cachelib import BaseCache
+
+    from wxmp.cache import SharedStore
+
+    class Dead(BaseCache):
+        def get(self, key: str) -> Any:
+            raise ConnectionError("down")
+
+        def set(self, key: str, value: Any, timeout: int | None = None) -> Any:
+            raise ConnectionError("down")
+
+        def add(self, key: str, value: Any, timeout: int | None = None) -> Any:
+            raise ConnectionError("down")
+
+    cb = Callback(TOKEN, clock=clock, store=SharedStore(Dead(), probe=False))
+    cb.on("text")(lambda msg: f"got {msg.content}")
+    assert WeChatUser(cb, TOKEN, clock=clock).send_text("still here") == TextReply("got still here")
+
+
+def test_a_retry_in_the_next_minute_finds_the_filesystem_mark(clock: FakeClock, tmp_path: Any) -> None:
+    from cachelib import FileSystemCache
+
+    from wxmp.cache import SharedStore
+
+    # The filesystem store files a message under its CreateTime's minute; a retry that arrives
+    # after the minute turned must look in the same folder.
+    start = FakeClock(60 * (int(NOW) // 60) + 58)
+    cb = Callback(TOKEN, clock=start, store=SharedStore(FileSystemCache(str(tmp_path)), probe=False))
+    seen: list[str] = []
+    cb.on("text")(lambda msg: seen.append(msg.content) or "once")
+    user = WeChatUser(cb, TOKEN, clock=start)
+    xml = user.message_xml("text", {"Content": "tick"}, msg_id=11)
+    assert user.send_raw(xml) == TextReply("once")
+    start.advance(5)  # WeChat's retry, in the next minute, with the same CreateTime
+    assert user.send_raw(xml) == TextReply("once")
+    assert seen == ["tick"]
+
+
+class WorkerTimeout(BaseException):
+    """What a worker's timeout raises inside a handler (gunicorn raises SystemExit)."""
+
+
+def test_an_interrupted_handler_leaves_no_claim_file_open(clock: FakeClock, tmp_path: Any) -> None:
+    import os
+
+    from cachelib import FileSystemCache
+
+    from wxmp.cache import SharedStore
+
+    cb = Callback(TOKEN, clock=clock, store=SharedStore(FileSystemCache(str(tmp_path)), probe=False))
+    attempts: list[int] = []
+
+    @cb.on("text")
+    def handler(msg: Any) -> str:
+        if msg.content == "warm-up":
+            return "warm"
+        attempts.append(msg.msg_id)
+        raise WorkerTimeout
+
+    user = WeChatUser(cb, TOKEN, clock=clock)
+    xml = user.message_xml("text", {"Content": "x"}, msg_id=12)
+    assert user.send_raw(user.message_xml("text", {"Content": "warm-up"})) == TextReply(
+        "warm"
+    )  # folders made
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(WorkerTimeout):
+        user.send_raw(xml)
+    assert len(os.listdir("/proc/self/fd")) == open_before  # the claim's file was closed
+    assert attempts == [12]  # (the lease lapsing is tested in test_dedup.py)
+
+
+def test_slow_and_quick_handlers_side_by_side(clock: FakeClock) -> None:
+    cb = Callback(TOKEN, clock=clock)
+    cb.on("text")(lambda msg: f"quick {msg.content}")
+    cb.on("click", slow=True)(lambda msg: f"slow {msg.key}")
+    user = WeChatUser(cb, TOKEN, clock=clock)
+    assert user.send_text("a") == TextReply("quick a")
+    assert user.click("K1") == TextReply("slow K1")
+
+
+def test_handler_failure_log_and_signal_name_the_message(
+    cb: Callback, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures: list[tuple[Any, dict[str, Any]]] = []
+
+    def on_failed(sender: Any, **kw: Any) -> None:
+        failures.append((sender, kw))
+
+    signals.handler_failed.connect(on_failed)
+    try:
+        with caplog.at_level(logging.ERROR, "wxmp.callback"):
+            user_for(cb, clock).send_text("boom", msg_id=21)
+    finally:
+        signals.handler_failed.disconnect(on_failed)
+    assert "wxmp handler failed for text from oWxmpTestUser000000000000000" in caplog.messages
+    [(sender, kw)] = failures
+    assert sender is cb and kw["message"].msg_id == 21 and str(kw["exception"]) == "handler exploded"
+
+
+def test_reply_sent_carries_the_message(cb: Callback, clock: FakeClock) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def on_sent(sender: Any, **kw: Any) -> None:
+        sent.append(kw)
+
+    signals.reply_sent.connect(on_sent)
+    try:
+        user_for(cb, clock).send_text("hi", msg_id=22)
+    finally:
+        signals.reply_sent.disconnect(on_sent)
+    assert sent[0]["message"].msg_id == 22 and sent[0]["reply"] == TextReply("echo: hi")
+
+
+def test_configuration_errors_name_the_setting() -> None:
+    from wxmp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^WXMP_TOKEN: is required for the callback$") as info:
+        Callback("")
+    assert info.value.key == "WXMP_TOKEN"
+    with pytest.raises(ConfigError, match=r"^WXMP_APPID: is required when WXMP_AES_KEY is set$") as info:
+        Callback(TOKEN, AES_KEY)
+    assert info.value.key == "WXMP_APPID"
+    with pytest.raises(ConfigError, match=r"^WXMP_AES_KEY: EncodingAESKey must be 43 characters$") as info:
+        Callback(TOKEN, "x" * 10, APPID)
+    assert info.value.key == "WXMP_AES_KEY"
+
+
+def test_repr_and_the_wrapped_app(clock: FakeClock) -> None:
+    def other(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"other app"]
+
+    safe = Callback(TOKEN, AES_KEY, APPID, clock=clock, app=other)
+    assert repr(safe) == "<Callback /wechat aes appid='wx1234567890abcdef'>"
+    assert Client(safe).get("/").data == b"other app"
+    assert repr(Callback(TOKEN)) == "<Callback /wechat plaintext appid=None>"
+    alone = Client(Callback(TOKEN)).get("/")
+    assert (alone.status_code, alone.data) == (404, b"not found")
+    assert alone.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_allow_plaintext_warns_only_with_an_aes_key(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "wxmp.callback"):
+        Callback(TOKEN, allow_plaintext=True)
+        Callback(TOKEN, AES_KEY, APPID)
+        assert caplog.messages == []
+        Callback(TOKEN, AES_KEY, APPID, allow_plaintext=True)
+    assert caplog.messages == [
+        "WXMP_ALLOW_PLAINTEXT is on: /wechat accepts unencrypted pushes although an AES key is set; "
+        "anyone holding one logged query string can post bodies of their choice. Turn it off "
+        "once the account is in safe mode."
+    ]
+
+
+def test_signals_come_from_the_given_sender(clock: FakeClock) -> None:
+    owner = object()
+    cb = Callback(TOKEN, clock=clock, sender=owner)
+    cb.on()(lambda msg: "x")
+    senders: list[Any] = []
+
+    def on_received(sender: Any, **kw: Any) -> None:
+        senders.append(sender)
+
+    signals.message_received.connect(on_received)
+    try:
+        WeChatUser(cb, TOKEN, clock=clock).send_text("x")
+    finally:
+        signals.message_received.disconnect(on_received)
+    assert senders == [owner]
+
+
+def test_dedup_ttl_bounds_how_long_a_reply_is_kept(clock: FakeClock) -> None:
+    cb = Callback(TOKEN, clock=clock, dedup_ttl=60)
+    seen: list[str] = []
+    cb.on("text")(lambda msg: seen.append(msg.content) or "kept")
+    user = WeChatUser(cb, TOKEN, clock=clock)
+    xml = user.message_xml("text", {"Content": "q"}, msg_id=31)
+    user.send_raw(xml)
+    clock.advance(59)
+    user.send_raw(xml)
+    assert seen == ["q"]
+    clock.advance(2)  # past the 60 s ttl: the same message is new again
+    user.send_raw(xml)
+    assert seen == ["q", "q"]
+
+
+def test_the_default_store_keeps_marks_through_a_burst(clock: FakeClock) -> None:
+    cb = Callback(TOKEN, clock=clock)
+    seen: list[int] = []
+    cb.on("text")(lambda msg: seen.append(msg.msg_id) or "ok")
+    user = WeChatUser(cb, TOKEN, clock=clock)
+    first = user.message_xml("text", {"Content": "first"}, msg_id=1)
+    ts, nonce = "1714036504", "4242"
+    url = f"/wechat?signature={signature(TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}"
+    assert Client(cb).post(url, data=first).status_code == 200
+    for i in range(2, 1200):  # beyond cachelib's default threshold of 500 entries
+        user.send_text("burst", msg_id=i)
+    user.send_raw(first)  # WeChat's retry of the first message
+    assert seen.count(1) == 1
+    swapped = user.message_xml("text", {"Content": "swapped"}, msg_id=5000)
+    assert Client(cb).post(url, data=swapped).status_code == 403  # the first signature is still bound
+
+
+def test_replies_are_kept_for_five_minutes_by_default(clock: FakeClock) -> None:
+    cb = Callback(TOKEN, clock=clock)
+    seen: list[str] = []
+    cb.on("text")(lambda msg: seen.append(msg.content) or "kept")
+    user = WeChatUser(cb, TOKEN, clock=clock)
+    xml = user.message_xml("text", {"Content": "q"}, msg_id=32)
+    user.send_raw(xml)
+    clock.advance(299)
+    user.send_raw(xml)
+    assert seen == ["q"]
+    clock.advance(1.5)
+    user.send_raw(xml)
+    assert seen == ["q", "q"]

@@ -134,7 +134,7 @@ class Callback:
         self.allow_plaintext = allow_plaintext
         if store is None:
             store = SharedStore(SimpleCache(threshold=10_000, default_timeout=0), probe=False)
-        self.marks = _BodyMarks(store, timestamp_window)
+        self.marks = _BodyMarks(store, timestamp_window, clock)
         if dedup:
             self.dedup: Deduplicator | None = Deduplicator(store, dedup_ttl, wall_clock=clock)
         else:
@@ -379,12 +379,13 @@ class _BodyMarks:
     The mark lives on the shared store for twice the timestamp window (a signature is accepted
     while its timestamp is within the window either side of now), so it expires with the
     signature: nothing keyed by request input outlives what the signature check already bounds.
-    A dead cache lets pushes through (logged at most once a minute), as dedup does.
+    A dead cache lets pushes through (logged at most once a minute of ``clock``), as dedup does.
     """
 
-    def __init__(self, store: SharedStore, window: int) -> None:
+    def __init__(self, store: SharedStore, window: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.ttl = 2 * window + 5
+        self.clock = clock
         self._warned_at: float | None = None
         # On the filesystem, the dedup store's marks (a read on the request path, files written by
         # a thread), in a namespace of their own: their TTL is not the dedup TTL.
@@ -411,7 +412,7 @@ class _BodyMarks:
             else:
                 seen = self.store.get(name)
         except CacheUnavailable as exc:
-            now = time.monotonic()
+            now = self.clock()
             if self._warned_at is None or now - self._warned_at >= 60:
                 self._warned_at = now
                 log.warning("wxmp callback: cannot bind signatures to bodies (%s); accepting pushes", exc)
