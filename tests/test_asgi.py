@@ -367,3 +367,11 @@ def test_slow_handlers_behind_the_asgi_callback(fake):
         SlowRunner.process_async = original  # type: ignore[method-assign]
         release.set()
         acct.stop()
+
+
+def test_wechat_user_drives_an_asgi_app_directly(acct, fake):
+    """The testing kit takes an ASGI app as its target (one private loop, like a server)."""
+    u = WeChatUser(acct.asgi, TOKEN, aes_key=AES_KEY, appid=fake.appid, openid="oAsync")
+    assert u.send_text("direct") == TextReply("hello Ada: direct")
+    assert u.send_text("sync please").content == "plain sync please"
+    assert acct.seen["plain_on_loop"] is False

@@ -719,3 +719,18 @@ def test_replies_are_kept_for_five_minutes_by_default(clock: FakeClock) -> None:
     clock.advance(1.5)
     user.send_raw(xml)
     assert seen == ["q", "q"]
+
+
+def test_an_async_handler_works_behind_the_wsgi_callback_too() -> None:
+    import asyncio
+
+    from wxmp import Account
+
+    acct = Account(token="tok123", cache="simple")
+
+    @acct.on("text")
+    async def answer(msg):
+        await asyncio.sleep(0)
+        return f"awaited {msg.content}"
+
+    assert WeChatUser(acct.callback, "tok123").send_text("hi") == TextReply("awaited hi")

@@ -12,6 +12,8 @@ means ``None``, which the callback answers with ``success``.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -206,3 +208,18 @@ def _slow_mode(slow: bool | str) -> str | None:
     from .config import slow_strategy
 
     return slow_strategy("slow", slow)
+
+
+def settle(value: Any) -> Any:
+    """A handler's result, with an ``async def`` handler's coroutine run to its end on this thread.
+
+    The WSGI callback and slow-handler jobs call handlers from plain threads; there an async handler
+    gets an event loop of its own for the call (the ASGI callback awaits it on its loop instead).
+    """
+    if inspect.isawaitable(value):
+
+        async def wait() -> Any:
+            return await value
+
+        return asyncio.run(wait())
+    return value

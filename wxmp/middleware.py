@@ -45,7 +45,7 @@ from .crypto import MessageCrypto, Verifier, make_nonce
 from .deadline import deadline
 from .dedup import Deduplicator
 from .dedupstore import open_store
-from .dispatch import Router
+from .dispatch import Router, settle
 from .errors import CallbackError, ConfigError, DecryptError, ParseError
 from .messages import Message, parse, parse_fields
 from .replies import SUCCESS, TextReply, reply_for
@@ -322,7 +322,7 @@ class Callback:
                 else:
                     handler, handed = found
                     with deadline(HANDLER_BUDGET):
-                        value = handler(handed)
+                        value = settle(handler(handed))
                 reply, value = self._reply(msg, value)
         except Exception as exc:
             return self._failed(msg, exc)

@@ -46,7 +46,6 @@ whose jobs must survive a restart can hand them to Celery or RQ, whose task call
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import threading
@@ -60,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import signals
 from .cache import CacheUnavailable, SharedStore
 from .deadline import deadline
+from .dispatch import settle
 from .errors import ApiError, WxMPError
 from .messages import Message, TextMessage, from_dict
 from .replies import (
@@ -523,10 +523,10 @@ class SlowRunner:
                 # A generous deadline: token waits inside the job need not fit WeChat's 5 s.
                 with deadline(max(60.0, self.options.result_ttl)):
                     if context is None:
-                        value = _complete(route.handler(handed))
+                        value = settle(route.handler(handed))
                     else:
                         with context():
-                            value = _complete(route.handler(handed))
+                            value = settle(route.handler(handed))
                 if isinstance(value, str):
                     value = TextReply(value)
                 done = {"ok": True, "xml": reply_for(msg, value, self.clock()), "out": _outgoing(value)}
@@ -622,18 +622,6 @@ class SlowRunner:
                 log.info("wxmp slow: typing indicator for %s not shown (%s)", openid, exc)
 
         threading.Thread(target=send, name="wxmp-slow-typing", daemon=True).start()
-
-
-def _complete(value: Any) -> Any:
-    """An ``async def`` slow handler's result: run its coroutine to the end on this job's thread."""
-    if inspect.isawaitable(value):
-        import asyncio
-
-        async def wait() -> Any:
-            return await value
-
-        return asyncio.run(wait())
-    return value
 
 
 @dataclass(frozen=True)

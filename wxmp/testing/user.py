@@ -143,12 +143,14 @@ class _Transport:
             self.client = target.test_client()
         elif hasattr(target, "open") and hasattr(target, "post"):
             self.client = target
+        elif _is_asgi(target):
+            self.client = _AsgiClient(target, timeout)
         elif callable(target):
             from werkzeug.test import Client
 
             self.client = Client(target)
         else:
-            raise TypeError("target must be a Flask app, a test client, a WSGI app or a base URL")
+            raise TypeError("target must be a Flask app, a test client, a WSGI or ASGI app, or a base URL")
 
     def request(self, method: str, path: str, params: dict[str, str], body: bytes | None) -> HttpResult:
         if self.base is not None:
@@ -174,6 +176,56 @@ class _Transport:
             return HttpResult(resp.status_code, resp.get_data(), dict(resp.headers))
         finally:
             resp.close()
+
+
+def _is_asgi(target: Any) -> bool:
+    """An ASGI app (``acct.asgi``, FastAPI, Starlette...): its ``__call__`` is a coroutine function."""
+    import inspect
+
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(type(target), "__call__", None)  # noqa: B004 (a class with an async __call__)
+    )
+
+
+class _AsgiClient:
+    """The test-client interface (``open``) over an ASGI app, served on a private event loop thread
+    (as a server would: one loop for every request, so per-loop resources such as ``acct.aio``'s
+    HTTP clients live as long as the user)."""
+
+    def __init__(self, app: Any, timeout: float) -> None:
+        import asyncio
+
+        self.app = app
+        self.timeout = timeout
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="WeChatUser-asgi", daemon=True).start()
+
+    def open(self, path: str, *, method: str, query_string: Any, data: Any, content_type: Any) -> Any:
+        import asyncio
+
+        import httpx
+
+        async def call() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            headers = {"Content-Type": content_type} if content_type else {}
+            async with httpx.AsyncClient(transport=transport, base_url="http://wechat.test") as client:
+                return await client.request(method, path, params=query_string, content=data, headers=headers)
+
+        response = asyncio.run_coroutine_threadsafe(call(), self.loop).result(self.timeout)
+        return _AsgiResponse(response)
+
+
+class _AsgiResponse:
+    def __init__(self, response: Any) -> None:
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self._body = response.content
+
+    def get_data(self) -> bytes:
+        return bytes(self._body)
+
+    def close(self) -> None:
+        pass
 
 
 class WeChatUser:
