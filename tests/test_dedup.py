@@ -537,29 +537,34 @@ def test_the_cache_dying_while_a_retry_waits_answers_success(caplog: pytest.LogC
     with caplog.at_level(logging.WARNING, "wxmp.callback"):
         assert dedup.claim("k") == (False, False, "success")
     assert polls == [0.05]  # it stopped waiting at once
-    assert [m.split(" (")[0] for m in dedup_warnings(caplog)] == ["wxmp dedup: cache unavailable"]
-    assert dedup_warnings(caplog)[0].endswith("; processing messages without dedup")
+    assert dedup_warnings(caplog) == [
+        "wxmp dedup: cache unavailable (SwitchableCache cache unavailable: ConnectionError); "
+        "processing messages without dedup"
+    ]
 
 
 def test_warnings_are_rate_limited_to_one_per_warn_every(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock(1000)
-    dedup = Deduplicator(SharedStore(DeadCache(), probe=False, cooldown=0), clock=clock, warn_every=60)
+    dedup = Deduplicator(SharedStore(DeadCache(), probe=False, cooldown=0), clock=clock)  # warn_every: 60 s
     with caplog.at_level(logging.WARNING, "wxmp.callback"):
         dedup.claim("a")
-        clock.advance(59.9)
+        clock.advance(59.5)
         dedup.record("a", "x")
-        clock.advance(0.1)  # exactly warn_every after the first
+        clock.advance(0.5)  # exactly a minute after the first
         dedup.record("a", "x")
         dedup.claim("b")
-    heads = [m.split(" (")[0] for m in dedup_warnings(caplog)]
-    assert heads == ["wxmp dedup: cache unavailable", "wxmp dedup: could not store a reply"]
+    cause = "(DeadCache cache unavailable: ConnectionError)"
+    assert dedup_warnings(caplog) == [
+        f"wxmp dedup: cache unavailable {cause}; processing messages without dedup",
+        f"wxmp dedup: could not store a reply {cause}; processing messages without dedup",
+    ]
 
 
 def test_a_slow_failure_is_one_that_took_a_quarter_second() -> None:
     from wxmp.cache import CacheUnavailable
 
     clock = FakeClock(1000)
-    dedup = Deduplicator(simple_store(), clock=clock, retry_after=5)
+    dedup = Deduplicator(simple_store(), clock=clock)  # retry_after: 5 s
     calls: list[str] = []
 
     class Failing:
@@ -578,9 +583,12 @@ def test_a_slow_failure_is_one_that_took_a_quarter_second() -> None:
     assert calls == ["a", "b"]
     backend.took = 0.25  # timed out: the next 5 s leave the backend alone
     dedup.claim("c")
-    clock.advance(4.9)
+    clock.advance(4.75)
     dedup.claim("d")
     assert calls == ["a", "b", "c"]
+    clock.advance(0.25)  # 5 s after the timeout ended
+    dedup.claim("e")
+    assert calls == ["a", "b", "c", "e"]
 
 
 @pytest.mark.parametrize(
@@ -597,3 +605,34 @@ def test_what_a_stored_reply_answers(stored: str, answer: str) -> None:
     dedup.claim("k")
     dedup.record("k", stored)
     assert dedup.claim("k") == (False, False, answer)
+
+
+def test_a_retry_in_the_next_minute_waits_on_the_messages_own_file(tmp_path: Path) -> None:
+    """The filesystem store files a message under its CreateTime's minute, also while a retry waits."""
+    from cachelib import FileSystemCache
+
+    created = 60.0 * 28567275 + 58  # two seconds before a minute turns
+    wall = FakeClock(created + 3)  # the deliveries arrive in the next minute
+    waits = FakeClock(0)
+
+    def sleep(seconds: float) -> None:
+        waits.advance(seconds)
+        dedup.record("k", "<xml>first run</xml>")  # the first run finishes during the first poll
+
+    store = SharedStore(FileSystemCache(str(tmp_path)), probe=False)
+    dedup = Deduplicator(store, wall_clock=wall, clock=waits, sleep=sleep)
+    assert dedup.claim("k", created).run
+    assert dedup.claim("k", created) == (False, False, "<xml>first run</xml>")
+    assert waits() == 0.05
+
+
+def test_releasing_a_filesystem_claim_closes_its_file(tmp_path: Path) -> None:
+    from cachelib import FileSystemCache
+
+    dedup = Deduplicator(SharedStore(FileSystemCache(str(tmp_path)), probe=False))
+    dedup.claim("warm-up")  # makes the folders
+    dedup.record("warm-up", "x")
+    before = len(os.listdir("/proc/self/fd"))
+    assert dedup.claim("k").run
+    dedup.release("k")  # the handler was interrupted
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -734,3 +734,23 @@ def test_an_async_handler_works_behind_the_wsgi_callback_too() -> None:
         return f"awaited {msg.content}"
 
     assert WeChatUser(acct.callback, "tok123").send_text("hi") == TextReply("awaited hi")
+
+
+def test_a_failing_event_handler_is_logged_with_its_kinds(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    cb = Callback(TOKEN, clock=clock)
+    cb.on("click")(lambda msg: 1 / 0)
+    with caplog.at_level(logging.ERROR, "wxmp.callback"):
+        assert WeChatUser(cb, TOKEN, clock=clock).click("K") is None
+    assert caplog.messages == ["wxmp handler failed for click/event from oWxmpTestUser000000000000000"]
+
+
+def test_a_push_in_each_mode_is_its_own_delivery(clock: FakeClock) -> None:
+    cb = Callback(TOKEN, AES_KEY, APPID, clock=clock, allow_plaintext=True)
+    runs: list[str] = []
+    cb.on("text")(lambda msg: runs.append(msg.content) or "ran")
+    plain, safe = user_for(cb, clock, "plain"), user_for(cb, clock, "safe")
+    xml = plain.message_xml("text", {"Content": "twice"}, msg_id=41)
+    assert plain.send_raw(xml) == safe.send_raw(xml)
+    assert runs == ["twice", "twice"]  # a plaintext reply is never answered to an encrypted push

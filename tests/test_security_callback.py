@@ -286,7 +286,25 @@ def test_a_dead_store_lets_pushes_through_and_says_so_once_a_minute(clock, caplo
         assert sum(warning in m for m in caplog.messages) == 1
         clock.advance(1)  # a minute after the first warning
         assert push(3) == 200
+        assert sum(warning in m for m in caplog.messages) == 2
         clock.advance(30)
         assert push(4) == 200
     assert sum(warning in m for m in caplog.messages) == 2
+    assert f"{warning} (Down cache unavailable: ConnectionError); accepting pushes" in caplog.messages
     assert runs == ["m1", "m2", "m3", "m4"]
+
+
+def test_a_swapped_body_is_refused_whatever_parameters_are_added(clock, caplog):
+    cb, runs = plain_callback(clock)
+    url = signed_query(clock, nonce="555")
+    client = Client(cb)
+    assert client.post(url, data=body("genuine")).status_code == 200
+    # An attacker replaying the logged query may add parameters; wxmp reads only the real ones.
+    with caplog.at_level(logging.WARNING, "wxmp.callback"):
+        for i, extra in enumerate(["&=1", "&TIMESTAMP=1", "&NONCE=1", "&Signature=1", "&timestamp2=1"]):
+            swapped = client.post(url + extra, data=body(f"swapped {i}", msg_id=60 + i))
+            assert (swapped.status_code, swapped.data) == (403, b"signature check failed")
+    assert runs == ["genuine"]
+    assert caplog.messages[0].startswith(
+        "wxmp callback refused (403): a seen signature with another body, from "
+    )
