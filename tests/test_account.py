@@ -542,6 +542,7 @@ def test_token_manager_is_one_per_kind_and_joins_the_refresher(fake):
     ticket = acct.token_manager("my_ticket", fetch)
     assert acct.token_manager("my_ticket", None) is ticket and acct.tokens["my_ticket"] is ticket
     assert (ticket.kind, ticket.key) == ("my_ticket", f"{fake.appid}:my_ticket")
+    assert ticket.sender is acct and not ticket.exclusive
     assert ticket.get() == "TICKET-1" and fetched == [False]
     shared = Refresher([])
     assert acct.start_refresher(shared) is shared and not shared.running  # joined, not started
@@ -571,3 +572,16 @@ def test_the_default_cache_folder_is_under_the_home_cache(monkeypatch, tmp_path)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert default_cache_dir() == str(tmp_path / ".cache" / "wxmp")
+
+
+def test_router_sender_cache_and_stop_without_a_thread(fake):
+    from cachelib import SimpleCache
+
+    from wxmp.dispatch import Router
+
+    router = Router()
+    acct = Account(cache="simple", router=router, **_settings(fake))
+    assert acct.router is router and acct.sender is acct
+    acct.stop()  # no refresher was started: nothing to stop, no error
+    cache = SimpleCache()
+    assert Account.from_settings(acct.settings, cache).store.cache is cache
