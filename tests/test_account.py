@@ -527,6 +527,14 @@ def test_why_a_process_cannot_fetch_is_named(fake):
     assert nothing.access_token.key == "-:access_token" and nothing.client.token is None
     external = Account(cache="simple", refresher="external", **_settings(fake))
     assert external.access_token.no_fetch_reason == EXTERNAL_REASON
+    from wxmp.errors import TokenUnavailableError
+
+    impatient = Account(appid=fake.appid, cache="simple", external_wait=0)
+    with pytest.raises(
+        TokenUnavailableError, match=r"^no valid access_token in the shared simple cache; WXMP_SECRET"
+    ):
+        impatient.access_token.get()
+    assert fake.count("/cgi-bin/stable_token") == 0
 
 
 def test_token_manager_is_one_per_kind_and_joins_the_refresher(fake):
@@ -585,3 +593,12 @@ def test_router_sender_cache_and_stop_without_a_thread(fake):
     acct.stop()  # no refresher was started: nothing to stop, no error
     cache = SimpleCache()
     assert Account.from_settings(acct.settings, cache).store.cache is cache
+
+
+def test_the_async_views_are_built_once(fake):
+    from wxmp.aio import AsyncAccount
+    from wxmp.asgi import AsgiCallback
+
+    acct = Account(token="acct123", cache="simple", **_settings(fake))
+    assert isinstance(acct.asgi, AsgiCallback) and acct.asgi is acct.asgi
+    assert isinstance(acct.aio, AsyncAccount) and acct.aio is acct.aio
