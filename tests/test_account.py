@@ -556,7 +556,12 @@ def test_token_manager_is_one_per_kind_and_joins_the_refresher(fake):
     assert acct.start_refresher(shared) is shared and not shared.running  # joined, not started
     later = acct.token_manager("later", fetch)
     assert shared.managers == [acct.access_token, ticket, later]
-    acct.stop()  # not its own thread: nothing to stop
+    shared.start()
+    try:
+        acct.stop()  # not its own thread: its owner stops it
+        assert shared.running
+    finally:
+        shared.stop()
     no_secret = Account(appid=fake.appid, cache="simple")
     with pytest.raises(Exception, match=r"^no valid my_ticket|my_ticket: cannot fetch here"):
         no_secret.token_manager("my_ticket", fetch).get()
