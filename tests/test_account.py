@@ -514,6 +514,10 @@ def test_the_access_token_manager_follows_the_settings(fake):
     assert classic.access_token.exclusive  # a classic fetch revokes the previous token: one at a time
     assert classic.access_token.get()
     assert fake.count("/cgi-bin/token") == 1 and fake.count("/cgi-bin/stable_token") == 0
+    first = acct.access_token.get()
+    assert acct.access_token.refresh() != first  # WeChat said the token is bad: a forced fetch
+    forced = [c.json.get("force_refresh", False) for c in fake.calls("/cgi-bin/stable_token")]
+    assert forced[0] is False and forced[-1] is True and forced.count(True) == 1
 
 
 def test_why_a_process_cannot_fetch_is_named(fake):
