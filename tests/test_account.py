@@ -481,3 +481,134 @@ def test_the_script_example_runs_without_flask():
         "sent a customer-service message to oDemoFollower0",
     ]
     assert lines[-1] == "False"  # the script never imported Flask
+
+
+# -- how an account wires its token managers ------------------------------------------------------
+
+EXTERNAL_REASON = (
+    "this process is in external mode (WXMP_REFRESHER='external'): is `flask wxmp refresher` "
+    "running against the same WXMP_CACHE?"
+)
+
+
+def test_the_access_token_manager_follows_the_settings(fake):
+    owner = object()
+    acct = Account(
+        cache="simple", timeout=3.0, refresh_margin=0.05, external_wait=7.0, sender=owner, **_settings(fake)
+    )
+    m = acct.access_token
+    assert (m.kind, m.key, m.margin, m.lock_ttl, m.wait, m.external_wait) == (
+        "access_token",
+        f"{fake.appid}:access_token",
+        0.05,
+        7.0,  # 2 x timeout + 1: a crashed holder's lock lapses after two request timeouts
+        8.0,
+        7.0,
+    )
+    assert m.sender is owner and acct.sender is owner and acct.client.sender is owner
+    assert not m.exclusive  # the stable token may be fetched by several processes
+    assert acct.tokens == {"access_token": m}
+    assert acct.client.token is m and acct.client.timeout == 3.0
+    assert m.no_fetch_reason == EXTERNAL_REASON  # it can fetch: the default text stays
+    classic = Account(cache="simple", stable_token=False, **_settings(fake))
+    assert classic.access_token.exclusive  # a classic fetch revokes the previous token: one at a time
+    assert classic.access_token.get()
+    assert fake.count("/cgi-bin/token") == 1 and fake.count("/cgi-bin/stable_token") == 0
+    first = acct.access_token.get()
+    assert acct.access_token.refresh() != first  # WeChat said the token is bad: a forced fetch
+    forced = [c.json.get("force_refresh", False) for c in fake.calls("/cgi-bin/stable_token")]
+    assert forced[0] is False and forced[-1] is True and forced.count(True) == 1
+
+
+def test_why_a_process_cannot_fetch_is_named(fake):
+    no_secret = Account(appid=fake.appid, cache="simple")
+    assert no_secret.access_token.no_fetch_reason == (
+        "WXMP_SECRET is not set, so this process cannot fetch one: set WXMP_SECRET, or let a process that "
+        "has it (e.g. `flask wxmp refresher`) keep the token in the same WXMP_CACHE"
+    )
+    nothing = Account(cache="simple")
+    assert nothing.access_token.no_fetch_reason == "WXMP_APPID is not set, so no token can be fetched"
+    assert nothing.access_token.key == "-:access_token" and nothing.client.token is None
+    external = Account(cache="simple", refresher="external", **_settings(fake))
+    assert external.access_token.no_fetch_reason == EXTERNAL_REASON
+    from wxmp.errors import TokenUnavailableError
+
+    impatient = Account(appid=fake.appid, cache="simple", external_wait=0)
+    with pytest.raises(
+        TokenUnavailableError, match=r"^no valid access_token in the shared simple cache; WXMP_SECRET"
+    ):
+        impatient.access_token.get()
+    assert fake.count("/cgi-bin/stable_token") == 0
+
+
+def test_token_manager_is_one_per_kind_and_joins_the_refresher(fake):
+    from wxmp.refresher import Refresher
+
+    acct = Account(cache="simple", **_settings(fake))
+    fetched: list[bool] = []
+
+    def fetch(force: bool) -> tuple[str, int]:
+        fetched.append(force)
+        return "TICKET-1", 7200
+
+    ticket = acct.token_manager("my_ticket", fetch)
+    assert acct.token_manager("my_ticket", None) is ticket and acct.tokens["my_ticket"] is ticket
+    assert (ticket.kind, ticket.key) == ("my_ticket", f"{fake.appid}:my_ticket")
+    assert ticket.sender is acct and not ticket.exclusive
+    assert ticket.get() == "TICKET-1" and fetched == [False]
+    shared = Refresher([])
+    assert acct.start_refresher(shared) is shared and not shared.running  # joined, not started
+    later = acct.token_manager("later", fetch)
+    assert shared.managers == [acct.access_token, ticket, later]
+    shared.start()
+    try:
+        acct.stop()  # not its own thread: its owner stops it
+        assert shared.running
+    finally:
+        shared.stop()
+    fetched.clear()  # (the shared thread may have fetched the later token meanwhile)
+    no_secret = Account(appid=fake.appid, cache="simple")
+    with pytest.raises(Exception, match=r"^no valid my_ticket|my_ticket: cannot fetch here"):
+        no_secret.token_manager("my_ticket", fetch).get()
+    assert fetched == []  # a process without the secret never calls fetch
+
+
+def test_handlers_register_by_kind_with_their_options(fake):
+    acct = Account(token="acct123", cache="simple", **_settings(fake))
+    acct.on("text", match="^a")(lambda msg: "starts with a")
+    acct.on("image")(lambda msg: "image")
+    user = WeChatUser(acct.callback, "acct123")
+    assert user.send_text("abc").content == "starts with a"
+    assert user.send_text("xyz") is None
+    assert acct.name == "default" and repr(acct) == f"<Account 'default' appid='{fake.appid}' simple>"
+    assert Account.from_settings(acct.settings, acct.store.cache).name == "default"
+
+
+def test_the_default_cache_folder_is_under_the_home_cache(monkeypatch, tmp_path):
+    from wxmp.account import default_cache_dir
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_cache_dir() == str(tmp_path / ".cache" / "wxmp")
+
+
+def test_router_sender_cache_and_stop_without_a_thread(fake):
+    from cachelib import SimpleCache
+
+    from wxmp.dispatch import Router
+
+    router = Router()
+    acct = Account(cache="simple", router=router, **_settings(fake))
+    assert acct.router is router and acct.sender is acct
+    acct.stop()  # no refresher was started: nothing to stop, no error
+    cache = SimpleCache()
+    assert Account.from_settings(acct.settings, cache).store.cache is cache
+
+
+def test_the_async_views_are_built_once(fake):
+    from wxmp.aio import AsyncAccount
+    from wxmp.asgi import AsgiCallback
+
+    acct = Account(token="acct123", cache="simple", **_settings(fake))
+    assert isinstance(acct.asgi, AsgiCallback) and acct.asgi is acct.asgi
+    assert isinstance(acct.aio, AsyncAccount) and acct.aio is acct.aio
