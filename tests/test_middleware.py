@@ -597,7 +597,7 @@ def test_handler_failure_log_and_signal_name_the_message(
             user_for(cb, clock).send_text("boom", msg_id=21)
     finally:
         signals.handler_failed.disconnect(on_failed)
-    assert "wxmp handler failed for text from oWxmpTestUser000000000000000" in caplog.messages
+    assert "wxmp handler failed for 'text' from 'oWxmpTestUser000000000000000'" in caplog.messages
     [(sender, kw)] = failures
     assert sender is cb and kw["message"].msg_id == 21 and str(kw["exception"]) == "handler exploded"
 
@@ -743,7 +743,7 @@ def test_a_failing_event_handler_is_logged_with_its_kinds(
     cb.on("click")(lambda msg: 1 / 0)
     with caplog.at_level(logging.ERROR, "wxmp.callback"):
         assert WeChatUser(cb, TOKEN, clock=clock).click("K") is None
-    assert caplog.messages == ["wxmp handler failed for click/event from oWxmpTestUser000000000000000"]
+    assert caplog.messages == ["wxmp handler failed for 'click/event' from 'oWxmpTestUser000000000000000'"]
 
 
 def test_a_push_in_each_mode_is_its_own_delivery(clock: FakeClock) -> None:
@@ -754,3 +754,25 @@ def test_a_push_in_each_mode_is_its_own_delivery(clock: FakeClock) -> None:
     xml = plain.message_xml("text", {"Content": "twice"}, msg_id=41)
     assert plain.send_raw(xml) == safe.send_raw(xml)
     assert runs == ["twice", "twice"]  # a plaintext reply is never answered to an encrypted push
+
+
+def test_request_fields_in_log_lines_are_quoted_and_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    """A signed push's FromUserName may hold newlines (to forge log lines) or a megabyte: the handler's
+    failure line shows it quoted and cut."""
+    from wxmp import Account
+    from wxmp.errors import loggable
+
+    acct = Account(token="tok123", cache="simple")
+
+    @acct.on("text")
+    def broken(msg):
+        raise RuntimeError("boom")
+
+    forged = "o1\nERROR forged line " + "x" * 5000
+    with caplog.at_level(logging.ERROR, logger="wxmp.callback"):
+        assert WeChatUser(acct.callback, "tok123", openid=forged).send_text("hi") is None
+    [record] = [r for r in caplog.records if r.getMessage().startswith("wxmp handler failed")]
+    line = record.getMessage()
+    assert "\n" not in line and len(line) < 200
+    assert line == "wxmp handler failed for 'text' from " + loggable(forged)
+    assert loggable("x" * 70) == repr("x" * 64) + "…" and loggable("ok") == "'ok'"

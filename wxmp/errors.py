@@ -316,3 +316,10 @@ ERRORS: tuple[type[ApiError], ...] = (
     MatchRuleRefusedError,
     UnauthorizedApiError,
 )
+
+
+def loggable(value: object, limit: int = 64) -> str:
+    """A field from a push as a log line may show it: quoted (no raw newlines to forge lines with)
+    and cut to ``limit`` characters (a signed push can still carry a megabyte in FromUserName)."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")

@@ -46,7 +46,7 @@ from .deadline import deadline
 from .dedup import Deduplicator
 from .dedupstore import open_store
 from .dispatch import Router, settle
-from .errors import CallbackError, ConfigError, DecryptError, ParseError
+from .errors import CallbackError, ConfigError, DecryptError, ParseError, loggable
 from .messages import Message, parse, parse_fields
 from .replies import SUCCESS, TextReply, reply_for
 
@@ -338,7 +338,9 @@ class Callback:
 
     def _failed(self, msg: Message, exc: Exception) -> str:
         """A handler raised: log it with its traceback and answer ``success`` (no retry storm)."""
-        log.exception("wxmp handler failed for %s from %s", "/".join(msg.kinds), msg.from_user_name)
+        log.exception(
+            "wxmp handler failed for %s from %s", loggable("/".join(msg.kinds)), loggable(msg.from_user_name)
+        )
         if signals.handler_failed.receivers:
             signals.handler_failed.send(self.sender, message=msg, exception=exc)
         return SUCCESS

@@ -33,6 +33,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from .cache import CacheUnavailable, SharedStore
+from .errors import loggable
 
 if TYPE_CHECKING:
     from .account import Account
@@ -80,7 +81,7 @@ class Session(MutableMapping[str, Any]):
             try:
                 value = self.store.get(self.key)
             except CacheUnavailable as exc:
-                log.warning("wxmp session of %s not loaded (%s); starting empty", self.openid, exc)
+                log.warning("wxmp session of %s not loaded (%s); starting empty", loggable(self.openid), exc)
                 value = None
             self._data = value if isinstance(value, dict) else {}
             self._snapshot = _dump(self._data)
@@ -147,7 +148,7 @@ class _Scope:
             try:
                 session.save()
             except (CacheUnavailable, TypeError) as exc:
-                log.warning("wxmp session of %s not saved: %s", session.openid, exc)
+                log.warning("wxmp session of %s not saved: %s", loggable(session.openid), exc)
 
 
 _current: ContextVar[_Scope | None] = ContextVar("wxmp_sessions", default=None)

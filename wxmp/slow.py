@@ -60,7 +60,7 @@ from . import signals
 from .cache import CacheUnavailable, SharedStore
 from .deadline import deadline
 from .dispatch import settle
-from .errors import ApiError, WxMPError
+from .errors import ApiError, WxMPError, loggable
 from .messages import Message, TextMessage, from_dict
 from .replies import (
     SUCCESS,
@@ -503,7 +503,11 @@ class SlowRunner:
                 signals.slow_job_finished.send(self.callback.sender, message=msg, ok=True)
             self._finish(msg, key, strategy, done, float(job.get("claimed_at") or self.clock()))
         except Exception:  # a pool thread must not swallow it silently
-            log.exception("wxmp slow: job for %s from %s failed", "/".join(msg.kinds), msg.from_user_name)
+            log.exception(
+                "wxmp slow: job for %s from %s failed",
+                loggable("/".join(msg.kinds)),
+                loggable(msg.from_user_name),
+            )
         finally:
             self._heartbeat.remove(lease)
             with self._events_lock:
@@ -532,7 +536,9 @@ class SlowRunner:
                 done = {"ok": True, "xml": reply_for(msg, value, self.clock()), "out": _outgoing(value)}
             except Exception as exc:
                 kinds = "/".join(msg.kinds)
-                log.exception("wxmp slow handler failed for %s from %s", kinds, msg.from_user_name)
+                log.exception(
+                    "wxmp slow handler failed for %s from %s", loggable(kinds), loggable(msg.from_user_name)
+                )
                 if signals.handler_failed.receivers:
                     signals.handler_failed.send(self.callback.sender, message=msg, exception=exc)
                 if signals.slow_job_finished.receivers:
@@ -585,7 +591,7 @@ class SlowRunner:
                 self._hold_rest(msg, key, out[i:], done, reason)
                 return
             except WxMPError as exc:  # network, token: one attempt only, never a loop
-                log.warning("wxmp slow: customer-service message to %s not sent (%s)", openid, exc)
+                log.warning("wxmp slow: customer-service message to %s not sent (%s)", loggable(openid), exc)
                 self._report(msg, None, str(exc), i)
                 self._hold_rest(msg, key, out[i:], done, "customer-service send failed")
                 return
@@ -619,7 +625,7 @@ class SlowRunner:
             try:
                 account.message.typing(openid, on)
             except WxMPError as exc:
-                log.info("wxmp slow: typing indicator for %s not shown (%s)", openid, exc)
+                log.info("wxmp slow: typing indicator for %s not shown (%s)", loggable(openid), exc)
 
         threading.Thread(target=send, name="wxmp-slow-typing", daemon=True).start()
 
