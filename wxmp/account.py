@@ -351,32 +351,41 @@ class Account(GroupAccess, Shortcuts):
         """This account's callback endpoint: a WSGI app, or middleware via ``.wrap(other_app)``."""
         if self._callback is None:
             from .errors import ConfigError
-            from .middleware import Callback
 
             settings = self.settings
             if not settings.token:
                 raise ConfigError("WXMP_TOKEN", "is required for the callback")
             with self._lock:
                 if self._callback is None:
-                    self._callback = Callback(
-                        settings.token,
-                        settings.aes_key,
-                        settings.appid,
-                        path=settings.callback_path,
-                        router=self.router,
-                        store=self.store.for_messages(),
-                        dedup=settings.dedup,
-                        dedup_ttl=settings.dedup_ttl,
-                        timestamp_window=settings.timestamp_window,
-                        max_body=settings.max_body,
-                        context=self._handler_scope,
-                        sender=self.sender,
-                        allow_plaintext=settings.allow_plaintext,
+                    self._callback = self.make_callback(
+                        settings.token, settings.aes_key, store=self.store.for_messages()
                     )
-                    from .slow import SlowRunner
-
-                    self._callback.slow = SlowRunner(self._callback, account=self)  # wxmp.slow
         return self._callback
+
+    def make_callback(self, token: str, aes_key: str | None, *, store: SharedStore | None = None) -> Callback:
+        """A callback with this account's handlers, scope, settings and slow-handler runner, signed
+        with ``token`` (and ``aes_key``): :attr:`callback` uses the account's own; the sandbox its own."""
+        from .middleware import Callback
+        from .slow import SlowRunner
+
+        settings = self.settings
+        callback = Callback(
+            token,
+            aes_key,
+            settings.appid,
+            path=settings.callback_path,
+            router=self.router,
+            store=store,
+            dedup=settings.dedup,
+            dedup_ttl=settings.dedup_ttl,
+            timestamp_window=settings.timestamp_window,
+            max_body=settings.max_body,
+            context=self._handler_scope,
+            sender=self.sender,
+            allow_plaintext=settings.allow_plaintext,
+        )
+        callback.slow = SlowRunner(callback, account=self)  # wxmp.slow
+        return callback
 
     @property
     def asgi(self) -> AsgiCallback:

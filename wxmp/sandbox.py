@@ -139,23 +139,9 @@ def register(app: Flask, state: AppState) -> None:
 
 
 def _private_callback(app: Flask, account: Account) -> Callback:
-    """The sandbox's own callback: the account's handlers and app context, the sandbox's Token and key."""
-    from .middleware import Callback
-    from .slow import SlowRunner
-
-    settings = account.settings
-    callback = Callback(
-        SANDBOX_TOKEN,
-        SANDBOX_AES_KEY if settings.aes_key else None,
-        settings.appid,
-        path=settings.callback_path,
-        router=account.router,
-        # The account's own scope: app context, msg.account, msg.session.
-        context=account._handler_scope,
-        sender=account.sender,
-    )
-    callback.slow = SlowRunner(callback, account=account)  # slow handlers behave as in production
-    return callback
+    """The sandbox's own callback: the account's handlers, scope (app context, msg.account,
+    msg.session) and slow-handler runner, signed with the sandbox's Token and key."""
+    return account.make_callback(SANDBOX_TOKEN, SANDBOX_AES_KEY if account.settings.aes_key else None)
 
 
 # -- the conversation ----------------------------------------------------------------------------
