@@ -252,8 +252,8 @@ def test_simultaneous_retries_run_the_handler_once(tmp_path: Path, redis_url: st
     assert set(results) <= {winner, None}
 
 
-# The filesystem store writes its marks from a thread, flush_after (50 ms) after the claim: these
-# workers say when that happened ("flushed"), or die without it, and wait for the test's word.
+# Workers on one filesystem cache, each its own process: they say what they did and wait for the
+# test's word, so the test orders their steps without sleeping.
 FILE_WORKER = textwrap.dedent(
     """
     import json, os, sys
@@ -263,9 +263,6 @@ FILE_WORKER = textwrap.dedent(
 
     spec, runs_file, who, how = sys.argv[1:]
     cb = Callback("tok123", store=SharedStore(resolve_cache(spec, ""), namespace="dedup-test"))
-    store = cb.dedup.backend
-    if how == "crash":
-        store.flush_after = 3600.0  # the writer never gets to run before the crash
 
     def step(word):
         print(word, flush=True)
@@ -275,22 +272,19 @@ FILE_WORKER = textwrap.dedent(
     def handler(msg):
         with open(runs_file, "a") as f:
             f.write(who + "\\n")
-        if how == "slow":  # still running when the others' deliveries come
-            assert store.flushed.wait(30)  # the pending mark is on disk
+        if how == "slow":  # still running when the others' deliveries come: its claim is on disk
             step("running")
         return "reply from " + who
 
     user = WeChatUser(cb, "tok123", clock=lambda: 1714036504.0)
     cb.verifier.clock = lambda: 1714036504.0
     step("ready")
-    store.flushed.clear()
     reply = user.send_text("retry me", msg_id=987654321)
     print(json.dumps(reply.content if reply is not None else None), flush=True)
     if how == "crash":
-        os._exit(0)  # no atexit: the queued marks die with the process
+        os._exit(0)  # no atexit, no flush: only what is on disk survives
     if how == "stay":
-        assert store.flushed.wait(30)  # the writer thread wrote the reply; the process lives on
-        step("flushed")
+        step("answered")
     """
 )
 
@@ -333,12 +327,12 @@ class FileWorker:
 
 
 @pytest.mark.fleet
-def test_a_retry_on_another_process_after_the_writer_ran_gets_the_reply(tmp_path: Path) -> None:
+def test_a_retry_on_another_process_gets_the_reply(tmp_path: Path) -> None:
     first = FileWorker(tmp_path, "A", "stay")
     second = FileWorker(tmp_path, "B")
     first.go()
     assert first.reply() == "reply from A"
-    first.said("flushed")  # written by A's writer thread, A still alive
+    first.said("answered")  # A is still alive
     second.go()
     assert second.reply() == "reply from A"
     first.go()
@@ -351,9 +345,9 @@ def test_retries_on_other_processes_wait_for_a_first_run_still_going(tmp_path: P
     first = FileWorker(tmp_path, "A", "slow")
     others = [FileWorker(tmp_path, name) for name in ("B", "C")]
     first.go()
-    first.said("running")  # A's pending mark is on disk, its handler is not done
+    first.said("running")  # A's claim is on disk, its handler is not done
     for other in others:
-        other.go()  # they find the mark and wait for the reply (up to 2 s)
+        other.go()  # they find the claim and wait for the reply (up to 2 s)
     first.go()
     assert first.reply() == "reply from A"
     assert {other.reply() for other in others} <= {"reply from A", None}
@@ -362,52 +356,46 @@ def test_retries_on_other_processes_wait_for_a_first_run_still_going(tmp_path: P
 
 
 @pytest.mark.fleet
-def test_a_crash_before_the_writer_ran_loses_only_the_unwritten_marks(tmp_path: Path) -> None:
-    """The documented price: a retry of a message whose mark was never written runs it again."""
+def test_a_process_that_dies_after_answering_keeps_its_reply(tmp_path: Path) -> None:
+    """Nothing waits in memory to be written: the claim and the reply are on disk when answered."""
     crashed = FileWorker(tmp_path, "A", "crash")
     crashed.go()
     assert crashed.reply() == "reply from A"
     assert crashed.finish() == 0
-    assert not list((tmp_path / "cache").rglob("dedup/*/*/*"))  # nothing was written
+    marks = list((tmp_path / "cache").rglob("dedup/*/*"))  # one time file of marks per namespace
+    assert marks and all(p.is_file() and p.suffix == ".log" for p in marks)
     retry = FileWorker(tmp_path, "B")
     retry.go()
-    assert retry.reply() == "reply from B"
-    assert retry.finish() == 0  # B's exit writes its marks (atexit): a third attempt finds them
-    third = FileWorker(tmp_path, "C")
-    third.go()
-    assert third.reply() == "reply from B"
-    assert third.finish() == 0
-    assert (tmp_path / "runs.txt").read_text().split() == ["A", "B"]
+    assert retry.reply() == "reply from A"
+    assert retry.finish() == 0
+    assert (tmp_path / "runs.txt").read_text().split() == ["A"]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_gets_a_writer_of_its_own(tmp_path: Path) -> None:
+def test_a_forked_child_records_only_its_own_claims(tmp_path: Path) -> None:
     from wxmp.cache import resolve_cache
     from wxmp.dedupstore import FileDedupStore
 
     dedup = Deduplicator(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")))
     backend = dedup.backend
     assert isinstance(backend, FileDedupStore)
-    backend.flush_after = 3600.0
-    assert dedup.claim("parent").run  # queued in the parent, writer thread started
-    dedup.record("parent", "<xml>parent</xml>")
+    assert dedup.claim("parent").run  # the parent's handler is still running at the fork
     pid = os.fork()
-    if pid == 0:  # the child: no inherited queue, a new writer thread on its first claim
+    if pid == 0:  # the child: the parent's claim is not its to answer; its own claims work
         code = 1
         try:
-            backend.flush_after = 0.0
-            if backend.pending_writes() == 0 and dedup.claim("child").run:
+            dedup.record("parent", "<xml>from the child</xml>")
+            if dedup.claim("child").run and not dedup.claim("parent").run:
                 dedup.record("child", "<xml>child</xml>")
-                if backend.flushed.wait(10) and backend.pending_writes() == 0:
-                    code = 0
+                code = 0
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     other = FileDedupStore(backend.base, os.path.basename(backend.root), 300)
-    assert other.read("child") == b"<xml>child</xml>"  # written by the child's own writer
-    assert other.read("parent") is None  # the parent's mark is the parent's to write
-    assert backend.pending_writes() == 1 and backend.flush()
+    assert other.read("child") == b"<xml>child</xml>"
+    assert other.read("parent") == PENDING
+    dedup.record("parent", "<xml>parent</xml>")
     assert other.read("parent") == b"<xml>parent</xml>"
 
 

@@ -18,10 +18,8 @@ from wxmp import WxMP
 from wxmp.cache import SharedStore, resolve_cache
 from wxmp.dedup import Deduplicator
 from wxmp.dedupstore import (
-    BUCKET,
-    DELETES_PER_CLAIM,
+    CONFLICT,
     PENDING,
-    SLACK,
     FileDedupStore,
     MemcachedDedupStore,
     MemoryDedupStore,
@@ -75,7 +73,6 @@ def test_the_default_app_dedups_on_private_files_under_the_instance_folder(tmp_p
     assert cb is not None and cb.dedup is not None
     store = cb.dedup.backend
     assert isinstance(store, FileDedupStore)
-    assert store.flush()  # the writer thread's next pass, now
     root = Path(store.root)
     assert str(root).startswith(str(tmp_path / "instance"))
     files = [p for p in root.rglob("*") if p.is_file()]
@@ -90,31 +87,35 @@ def test_a_callback_without_a_store_dedups_in_process() -> None:
     assert cb.dedup is not None and isinstance(cb.dedup.backend, MemoryDedupStore)
 
 
-# -- filesystem: the request path reads, a writer thread creates the files ----------------------
+# -- filesystem: one append per claim (binding included), one per reply, in a file per span ----
 
 
 class Syscalls:
     """Counts the file operations the store makes in the calling thread (counting, never timing)."""
 
-    NAMES = ("open", "write", "pwrite", "utime", "listdir", "scandir", "unlink", "rmdir", "mkdir", "stat")
-    WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    NAMES = (
+        "open",
+        "write",
+        "pwrite",
+        "pread",
+        "utime",
+        "listdir",
+        "scandir",
+        "unlink",
+        "rmdir",
+        "mkdir",
+        "stat",
+    )
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.counts = dict.fromkeys(self.NAMES, 0)
         self.thread = threading.get_ident()
-        self.writes = 0  # opens for writing, and every other call that writes, in this thread
         for name in self.NAMES:
             real = getattr(os, name)
 
             def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
                 if threading.get_ident() == self.thread:
                     self.counts[_name] += 1
-                    flags = args[1] if _name == "open" and len(args) > 1 else 0
-                    if (
-                        _name in ("write", "pwrite", "utime", "unlink", "rmdir", "mkdir")
-                        or flags & self.WRITING
-                    ):
-                        self.writes += 1
                 return _real(*args, **kw)
 
             monkeypatch.setattr(os, name, counted)
@@ -125,6 +126,10 @@ class Syscalls:
         return out
 
 
+#: A moment in the middle of a span: the previous span's file is past its grace.
+MID = 300 * (int(NOW) // 300) + 100
+
+
 def file_dedup(tmp_path: Path, clock: FakeClock, **kw: Any) -> tuple[Deduplicator, FileDedupStore]:
     dedup = Deduplicator(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")), wall_clock=clock, **kw)
     backend = dedup.backend
@@ -133,141 +138,259 @@ def file_dedup(tmp_path: Path, clock: FakeClock, **kw: Any) -> tuple[Deduplicato
 
 
 def another_process(backend: FileDedupStore, clock: FakeClock) -> FileDedupStore:
-    """A store on the same folder and namespace: what another worker process sees (its files only)."""
-    return FileDedupStore(backend.base, os.path.basename(backend.root), 300, clock=clock)
+    """A store on the same folder and namespace: what another worker process sees (the files only)."""
+    return FileDedupStore(backend.base, os.path.basename(backend.root), backend.ttl, clock=clock)
 
 
 def files_under(root: str | Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
 
-def test_the_request_path_reads_one_file_and_writes_nothing(
+def test_a_message_costs_one_append_and_its_reply_one_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock(NOW)
+    clock = FakeClock(MID)
     dedup, backend = file_dedup(tmp_path, clock)
-    backend.flush_after = 3600.0  # the writer thread waits: this test flushes by hand
     calls = Syscalls(monkeypatch)
-    for i in range(20):
-        assert dedup.claim(f"m{i}", NOW).run
-        dedup.record(f"m{i}", f"<xml>{i}</xml>")
-        # One open for reading, to see another process's mark (none here): no create, no write.
-        assert calls.take() == {"open": 1}
-    assert calls.writes == 0
-    assert files_under(backend.root) == 0 and backend.pending_writes() == 20
-    calls.take()  # the test's own walk
-    assert dedup.claim("m3", NOW) == (False, False, "<xml>3</xml>")  # a retry here: from memory
-    assert calls.take() == {}
-    assert backend.flush()  # what the writer thread does: one create per mark
-    assert calls.take()["open"] == 20 + 1  # and one more after making the minute's folder
-    assert files_under(backend.root) == 20 and backend.pending_writes() == 0
+    assert dedup.claim("m0", NOW).run
+    assert calls.take()["open"] == 2  # this span's file and (not there) the previous one's, once per process
+    dedup.record("m0", "<xml>0</xml>")
     calls.take()
-    calls.writes = 0
-    assert dedup.claim("m3", NOW) == (False, False, "<xml>3</xml>")  # now from its file
-    assert calls.take() == {"open": 1} and calls.writes == 0
+    for i in range(1, 20):
+        assert dedup.claim(f"m{i}", NOW).run
+        # Read what others appended, append the claim, read it back: no open, no rename, no lock.
+        assert calls.take() == {"pread": 2, "write": 1}
+        dedup.record(f"m{i}", f"<xml>{i}</xml>")
+        assert calls.take() == {"write": 1}
+    assert files_under(backend.root) == 1
+    calls.take()  # the test's own walk
+    assert dedup.claim("m3", NOW) == (False, False, "<xml>3</xml>")  # a retry: no write
+    assert calls.take() == {"pread": 2}  # what is new, then the reply
+    other = another_process(backend, clock)  # another process: reads the same file
+    assert other.claim("m3", 10) == b"<xml>3</xml>"
+    assert other.claim("m19", 10) == b"<xml>19</xml>"
 
 
-def test_the_writer_thread_writes_the_marks_soon(tmp_path: Path) -> None:
-    clock = FakeClock(NOW)
-    dedup, backend = file_dedup(tmp_path, clock)
-    assert dedup.claim("soon", NOW).run
-    dedup.record("soon", "<xml>soon</xml>")
-    # flush_after (50 ms) after the first change, the writer's pass; waited for with its event.
-    assert backend.flushed.wait(10)
-    assert backend.pending_writes() == 0
-    other = another_process(backend, clock)  # another process's view: the file
-    assert other.read("soon", NOW) == b"<xml>soon</xml>"
-    assert backend.read("soon", NOW) == b"<xml>soon</xml>"
-
-
-def test_a_pending_mark_is_written_before_its_reply(tmp_path: Path) -> None:
+def test_a_claim_is_seen_at_once_by_other_processes(tmp_path: Path) -> None:
     """Another process sees a claim still running (and waits for it), then its reply."""
     clock = FakeClock(NOW)
     dedup, backend = file_dedup(tmp_path, clock)
-    backend.flush_after = 3600.0
     other = another_process(backend, clock)
     assert dedup.claim("slow", NOW).run
-    assert other.claim("slow", 10, NOW) is None  # before the writer ran: the other process claims too
-    assert backend.flush()
-    third = another_process(backend, clock)
-    assert third.claim("slow", 10, NOW) == PENDING
+    assert other.claim("slow", 10) == PENDING
+    assert other.read("slow") == PENDING
+    other.record("slow", b"<xml>other</xml>", 300)  # not its claim: writes nothing
     dedup.record("slow", "<xml>slow</xml>")
-    assert backend.flush()
-    assert third.read("slow", NOW) == b"<xml>slow</xml>"
-    # The other process's write found the file taken: it leaves the first claimer's mark alone.
-    other.record("slow", b"<xml>other</xml>", 300)
-    assert other.flush()
-    assert third.read("slow", NOW) == b"<xml>slow</xml>"
+    assert other.read("slow") == b"<xml>slow</xml>"
+    assert another_process(backend, clock).claim("slow", 10) == b"<xml>slow</xml>"
+
+
+def test_a_lapsed_claim_is_taken_over_by_one_process_only(tmp_path: Path) -> None:
+    clock = FakeClock(MID)
+    first = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    second = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    third = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert first.claim("k", 10) is None  # its process dies: no reply ever
+    clock.advance(9.9)
+    assert second.claim("k", 10) == PENDING  # still within the lease
+    clock.advance(0.1)
+    assert second.claim("k", 10) is None  # the lease ran out: taken over
+    assert third.claim("k", 10) == PENDING  # by one process: the new lease holds
+    first.record("k", b"<xml>late</xml>", 300)  # the first claimer comes back after all: first reply wins
+    second.record("k", b"<xml>second</xml>", 300)
+    assert third.read("k") == b"<xml>late</xml>"
+
+
+def test_a_mark_outlives_the_span_it_was_made_in_and_no_more_than_the_next(tmp_path: Path) -> None:
+    clock = FakeClock(300 * (int(NOW) // 300) + 299)  # the last second of a span
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert store.claim("k", 10) is None
+    store.record("k", b"<xml>k</xml>", 300)
+    clock.advance(300)  # the last second of the next span: still found (>= ttl after the claim)
+    assert FileDedupStore(str(tmp_path), "ns", 300, clock=clock).claim("k", 10) == b"<xml>k</xml>"
+    assert store.claim("k", 10) == b"<xml>k</xml>"
+    clock.advance(1)  # two spans on: gone, and its file with it
+    assert store.claim("k", 10) is None
+    assert len(list(Path(store.root).iterdir())) == 2 and store.files() == 2
+
+
+def test_the_binding_rides_in_the_claims_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plaintext push's (timestamp, nonce, signature) is bound to its body in the claim's own record."""
+    clock = FakeClock(MID)
+    store = FileDedupStore(str(tmp_path), "ns", 660, clock=clock)
+    other = another_process(store, clock)
+    assert store.claim("warm-up", 10) is None
+    calls = Syscalls(monkeypatch)
+    assert store.claim("m1", 10, bind=("1714036504:n1:sig1", b"<xml>real</xml>")) is None
+    assert calls.take() == {"pread": 2, "write": 1}  # what a claim without a binding costs
+    # The logged signature with another body and another MsgId: refused, and its claim is void.
+    assert other.claim("m2", 10, bind=("1714036504:n1:sig1", b"<xml>forged</xml>")) == CONFLICT
+    assert other.claim("m2", 10) is None  # m2 was never claimed by the forged push
+    # The same request again (a replay of the real push): the dedup answer, no conflict.
+    assert other.claim("m1", 10, bind=("1714036504:n1:sig1", b"<xml>real</xml>")) == PENDING
+    assert other.bind("1714036504:n1:sig1", b"<xml>real</xml>") and not other.bind("1714036504:n1:sig1", b"x")
+    assert store.bind("1714036504:n2:sig2", b"y") and not other.bind("1714036504:n2:sig2", b"z")
+
+
+def test_a_plaintext_push_costs_two_appends_binding_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.parse import urlencode
+
+    from werkzeug.test import Client
+
+    from wxmp.crypto import signature
+
+    clock = FakeClock(MID)
+    runs: list[str] = []
+    cb = callback(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")), clock, runs)
+    user = WeChatUser(cb, "tok123", clock=clock)
+    user.send_text("warm-up", msg_id=1)
+    calls = Syscalls(monkeypatch)
+    for i in range(10):
+        assert user.send_text(f"hi {i}", msg_id=100 + i) is not None
+        assert calls.take() == {"pread": 2, "write": 2}  # claim + binding, then the reply
+    assert len(runs) == 11
+    assert [p.name for p in (tmp_path / "dedup").iterdir()] == [os.path.basename(cb.dedup.backend.root)]  # type: ignore[union-attr]
+    ts = str(int(clock()))
+    url = "/wechat?" + urlencode({"signature": signature("tok123", ts, "n1"), "timestamp": ts, "nonce": "n1"})
+    genuine = user.message_xml("text", {"Content": "genuine"}, msg_id=500)
+    assert Client(cb).post(url, data=genuine).status_code == 200
+    forged = user.message_xml("text", {"Content": "forged"}, msg_id=501)
+    assert Client(cb).post(url, data=forged).status_code == 403  # the logged query, another body
+    assert runs[-1] == "oUser:genuine" or runs[-1].endswith(":genuine")
+    assert len(runs) == 12
+
+
+def test_processes_racing_for_the_same_messages_agree_on_one_winner_each(tmp_path: Path) -> None:
+    """Four real processes claim the same 300 keys at once: each key is won by exactly one."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Barrier(4)
+    results = ctx.Queue()
+
+    def race(who: int) -> None:
+        store = FileDedupStore(str(tmp_path), "race", 300)
+        start.wait()
+        won = [i for i in range(300) if store.claim(f"key-{i}", 10) is None]
+        for i in won:
+            store.record(f"key-{i}", f"{who}".encode(), 300)
+        results.put((who, won))
+
+    procs = [ctx.Process(target=race, args=(who,)) for who in range(4)]
+    for p in procs:
+        p.start()
+    wins = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    winners: dict[int, int] = {}
+    for who, won in wins:
+        for i in won:
+            assert i not in winners, f"key-{i} won twice"
+            winners[i] = who
+    assert sorted(winners) == list(range(300))
+    reader = FileDedupStore(str(tmp_path), "race", 300)
+    assert all(reader.read(f"key-{i}") == f"{who}".encode() for i, who in winners.items())
+
+
+def test_a_torn_record_is_skipped_and_the_file_stays_usable(tmp_path: Path) -> None:
+    """A write cut short by a full disk leaves half a record: readers skip it by its checksum."""
+    clock = FakeClock(MID)
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert store.claim("before", 10) is None
+    store.record("before", b"<xml>before</xml>", 300)
+    log = max(Path(store.root).iterdir(), key=lambda p: p.stat().st_size)
+    whole = log.read_bytes()
+    with log.open("ab") as f:
+        f.write(whole[: len(whole) // 3])  # a torn claim: a header and part of a record
+    later = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert later.claim("after", 10) is None  # appended after the torn bytes
+    later.record("after", b"<xml>after</xml>", 300)
+    fresh = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert fresh.read("before") == b"<xml>before</xml>"
+    assert fresh.read("after") == b"<xml>after</xml>"
+    assert store.claim("after", 10) == b"<xml>after</xml>"
 
 
 def test_a_flood_keeps_the_files_bounded_and_each_message_cheap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Unique messages at 2/s of fake time for 20 TTLs: files stay within the messages of one TTL."""
+    """Unique messages at 2/s of fake time for 20 TTLs: three files at most, O(1) work per message."""
     ttl = 60
-    clock = FakeClock(NOW)
+    clock = FakeClock(MID)
     dedup, backend = file_dedup(tmp_path, clock, ttl=ttl)
-    backend.flush_after = 3600.0
     calls = Syscalls(monkeypatch)
     rate, n = 2, 2 * 20 * ttl
     worst: dict[str, int] = {}
     total: dict[str, int] = {}
-    most_files = 0
+    most_files = most_bytes = 0
+    spans = set()
     for i in range(n):
+        spans.add(int(clock() // backend.span))
         assert dedup.claim(f"flood-{i}", clock()).run
         dedup.record(f"flood-{i}", "success")
-        assert calls.take() == {"open": 1}  # the request path
-        assert backend.flush()  # the writer, once per message here (in batches in real life)
         for name, count in calls.take().items():
             worst[name] = max(worst.get(name, 0), count)
             total[name] = total.get(name, 0) + count
         clock.advance(1 / rate)
-        if i % 50 == 0:
-            most_files = max(most_files, files_under(backend.root))
-            calls.take()  # the test's own walk
-    # Bounded by the messages of ttl + 3 minutes (see FileDedupStore), whatever the flood's length.
-    bound = rate * (ttl + SLACK + 2 * BUCKET)
-    assert most_files <= bound
-    assert files_under(backend.root) <= bound
-    assert len(os.listdir(backend.root)) <= (ttl + SLACK) // BUCKET + 3
-    # No folder scan per message: one create (two when a new minute's folder is made), a few
-    # deletions, and once a minute a listing of the few minute folders.
-    minutes = n // rate // BUCKET + 1
-    assert worst["open"] <= 2 and total["open"] == n + minutes
-    assert worst["unlink"] <= DELETES_PER_CLAIM and total["unlink"] >= n - bound
-    assert worst["listdir"] == 1 and total["listdir"] <= minutes + 1
+        if i % 10 == 0:
+            sizes = [p.stat().st_size for p in Path(backend.root).iterdir()]
+            most_files = max(most_files, len(sizes))
+            most_bytes = max(most_bytes, sum(sizes))
+            calls.take()  # the test's own look
+    assert backend.span == ttl and most_files <= 3 and backend.files() <= 2
+    per_message = 2 * FileDedupStore.record_size(0) + len("success")  # claim + reply
+    assert most_bytes <= rate * 2 * backend.span * per_message
+    # Per message two reads (three while the previous file is in its grace, four at the switch)
+    # and two appends; once a span a new file, a listing of the few files and one deletion.
+    assert worst["pread"] <= 4 and worst["write"] == 2 and total["write"] == 2 * n
+    assert total["open"] == len(spans) + 1 and worst["listdir"] == 1 and total["listdir"] == len(spans)
+    assert worst["unlink"] == 1 and total["unlink"] >= len(spans) - 3
+
+
+def test_old_minute_folders_of_the_file_per_message_store_are_removed(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    old = Path(store.root) / str(int(NOW // 60) * 60 - 3600)  # a folder wxmp < 0.3 left behind
+    old.mkdir()
+    (old / ("a" * 40)).write_bytes(b"")
+    recent = Path(store.root) / str(int(NOW // 60) * 60)  # still within two spans: kept for now
+    recent.mkdir()
+    assert store.claim("k", 10) is None
+    assert not old.exists() and recent.exists()
 
 
 def test_replies_and_pending_marks_in_files(tmp_path: Path) -> None:
     clock = FakeClock(time.time())
     store = FileDedupStore(str(tmp_path), "ns", ttl=300, clock=clock)
-    assert store.claim("k", 10, clock()) is None
-    assert store.read("k", clock()) == PENDING
-    store.record("k", "回复 <xml/>".encode() * 2000, 300)  # a long reply, read back whole
-    assert store.read("k", clock()) == "回复 <xml/>".encode() * 2000
-    assert store.flush()
-    assert (
-        FileDedupStore(str(tmp_path), "ns", ttl=300, clock=clock).read("k", clock())
-        == "回复 <xml/>".encode() * 2000
-    )
+    assert store.claim("k", 10) is None
+    assert store.read("k") == PENDING
+    long = "回复 <xml/>".encode() * 20000  # longer than one read: read back whole
+    store.record("k", long, 300)
+    assert store.read("k") == long
+    other = FileDedupStore(str(tmp_path), "ns", ttl=300, clock=clock)
+    assert other.read("k") == long
+    assert other.claim("after", 10) is None  # records after a long one are found too
+    assert store.claim("after", 10) == PENDING
     # Another namespace on the same folder never sees this one's marks.
-    other = FileDedupStore(str(tmp_path), "other", ttl=300, clock=clock)
-    assert other.claim("k", 10, clock()) is None
+    assert FileDedupStore(str(tmp_path), "other", ttl=300, clock=clock).claim("k", 10) is None
 
 
 def test_a_full_store_runs_without_dedup_rather_than_fill_the_disk(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = FakeClock(NOW)
+    clock = FakeClock(MID)
     dedup = Deduplicator(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")), wall_clock=clock)
-    dedup.backend.max_files = 5  # type: ignore[attr-defined]
+    full = 5 * (2 * FileDedupStore.record_size(0) + 1)  # five claims and their one-byte replies
+    dedup.backend.max_bytes = full  # type: ignore[attr-defined]
     for i in range(5):
         assert dedup.claim(f"m{i}", NOW) == (True, True, "")
         dedup.record(f"m{i}", "r")
     assert dedup.claim("m5", NOW) == (True, False, "")
-    assert "without dedup" in caplog.text
-    assert dedup.backend.flush()
-    assert files_under(tmp_path / "dedup") == 5
+    assert "without dedup" in caplog.text and f"over {full} bytes" in caplog.text
+    assert max(p.stat().st_size for p in (tmp_path / "dedup").rglob("*.log")) == full
 
 
 def test_a_cache_folder_that_cannot_hold_marks_runs_without_dedup(

@@ -522,15 +522,17 @@ def test_a_dead_cache_still_hands_the_message_to_the_handler(clock: FakeClock) -
     assert WeChatUser(cb, TOKEN, clock=clock).send_text("still here") == TextReply("got still here")
 
 
-def test_a_retry_in_the_next_minute_finds_the_filesystem_mark(clock: FakeClock, tmp_path: Any) -> None:
+def test_a_retry_in_the_next_span_finds_the_filesystem_mark(clock: FakeClock, tmp_path: Any) -> None:
     from cachelib import FileSystemCache
 
     from wxmp.cache import SharedStore
 
-    # The filesystem store files a message under its CreateTime's minute; a retry that arrives
-    # after the minute turned must look in the same folder.
-    start = FakeClock(60 * (int(NOW) // 60) + 58)
-    cb = Callback(TOKEN, clock=start, store=SharedStore(FileSystemCache(str(tmp_path)), probe=False))
+    # The filesystem store appends to one file per span of our clock; a retry that arrives after
+    # the span turned must still find the mark in the previous file.
+    store = SharedStore(FileSystemCache(str(tmp_path)), probe=False)
+    span = Callback(TOKEN, store=store).dedup.backend.span  # type: ignore[union-attr]
+    start = FakeClock(span * (int(NOW) // span) + span - 2)
+    cb = Callback(TOKEN, clock=start, store=store)
     seen: list[str] = []
     cb.on("text")(lambda msg: seen.append(msg.content) or "once")
     user = WeChatUser(cb, TOKEN, clock=start)

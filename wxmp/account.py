@@ -27,8 +27,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .api import GROUPS
@@ -410,19 +411,9 @@ class Account(GroupAccess, Shortcuts):
                     self._aio = AsyncAccount(self)
         return self._aio
 
-    @contextlib.contextmanager
-    def _handler_scope(self) -> Iterator[None]:
+    def _handler_scope(self) -> _HandlerScope:
         """Around each handler: this account is current (``msg.account``), plus the adapter's context."""
-        token = _current.set(self)
-        try:
-            with session_scope(self):  # msg.session (wxmp.session)
-                if self.handler_context is None:
-                    yield
-                else:
-                    with self.handler_context():
-                        yield
-        finally:
-            _current.reset(token)
+        return _HandlerScope(self)
 
     # -- API groups ---------------------------------------------------------------------------
 
@@ -433,3 +424,42 @@ class Account(GroupAccess, Shortcuts):
             module, cls = GROUPS[name]
             group = self._groups.setdefault(name, getattr(importlib.import_module(module), cls)(self))
         return group
+
+
+class _HandlerScope:
+    """What :meth:`Account._handler_scope` enters: the current account, the sessions, the adapter's
+    context (Flask's app context), left in the reverse order. A class rather than nested
+    generator-based context managers: it wraps every handler call."""
+
+    __slots__ = ("_account", "_inner", "_session", "_token")
+
+    def __init__(self, account: Account) -> None:
+        self._account = account
+
+    def __enter__(self) -> None:
+        account = self._account
+        self._token = _current.set(account)
+        try:
+            session = self._session = session_scope(account)
+            session.__enter__()
+            try:
+                factory = account.handler_context
+                inner = self._inner = factory() if factory is not None else None
+                if inner is not None:
+                    inner.__enter__()
+            except BaseException:
+                session.__exit__(*sys.exc_info())
+                raise
+        except BaseException:
+            _current.reset(self._token)
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            try:
+                if self._inner is not None:
+                    self._inner.__exit__(*exc)
+            finally:
+                self._session.__exit__(*exc)
+        finally:
+            _current.reset(self._token)

@@ -139,8 +139,8 @@ class AsgiCallback:
             cb._verify(cb._query(environ))
             environ["wsgi.input"] = io.BytesIO(await self._read_body(scope, receive))
             environ["CONTENT_LENGTH"] = str(len(environ["wsgi.input"].getvalue()))
-            msg, encrypted = cb._receive(environ)
-            reply = await self.process(msg, encrypted=encrypted)
+            msg, encrypted, binding = cb._receive(environ)
+            reply = await self.process(msg, encrypted=encrypted, binding=binding)
             content_type, answer = cb._render(reply, encrypted)
         except _Refused as r:
             cb._refused(environ, r.status, r.reason)
@@ -174,13 +174,18 @@ class AsgiCallback:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def process(self, msg: Message, *, encrypted: bool = False) -> str:
+    async def process(
+        self, msg: Message, *, encrypted: bool = False, binding: tuple[str, bytes] | None = None
+    ) -> str:
         """Dedup, dispatch and render, like ``Callback.process``: the plaintext reply for ``msg``.
 
         A plain handler (or none) runs the WSGI callback's own ``process`` in a thread. An
         ``async def`` handler is awaited here, between the same dedup claim and record.
         """
         cb = self.callback
+        if binding is not None and not cb._binds_with_claim():
+            await asyncio.to_thread(cb.marks.bind, *binding)
+            binding = None
         if cb.router.has_slow and cb.slow is not None:
             # Slow handlers (wxmp.slow): the delivery waits for the result on the loop, no thread held.
             slow = await cb.slow.process_async(msg)
@@ -188,13 +193,15 @@ class AsgiCallback:
                 return slow
         found = cb.router.resolve(msg)
         if found is None or not _is_async(found[0]):
-            return await asyncio.to_thread(functools.partial(cb.process, msg, encrypted=encrypted))
+            return await asyncio.to_thread(
+                functools.partial(cb.process, msg, encrypted=encrypted, binding=binding)
+            )
         dedup = cb.dedup
         if dedup is None:
             return await self._run(msg, found[0], found[1])
         key = msg.dedup_key
         mode_key = mode_dedup_key(msg, encrypted)  # the WSGI callback's keys: one fleet
-        claim = await asyncio.to_thread(dedup.claim, mode_key, msg.create_time or None)
+        claim = await asyncio.to_thread(cb._claim, dedup, mode_key, msg, binding)
         if not claim.run:
             if signals.duplicate_message.receivers:
                 signals.duplicate_message.send(cb.sender, key=key)

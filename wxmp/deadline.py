@@ -8,9 +8,8 @@ backing off) are cut to it, so an answer is not lost to a wait nobody asked for.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
+from typing import Any
 
 __all__ = ["deadline", "remaining"]
 
@@ -25,13 +24,21 @@ def remaining() -> float | None:
     return end - time.monotonic()
 
 
-@contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Run the block under a deadline ``seconds`` from now (an outer, sooner one still wins)."""
-    end = time.monotonic() + seconds
-    outer = _deadline.get()
-    token = _deadline.set(end if outer is None else min(outer, end))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
+class deadline:
+    """Run the block under a deadline ``seconds`` from now (an outer, sooner one still wins).
+
+    A class rather than a generator-based context manager: it wraps every handler call.
+    """
+
+    __slots__ = ("_token", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        end = time.monotonic() + self.seconds
+        outer = _deadline.get()
+        self._token: Token[float | None] = _deadline.set(end if outer is None or outer > end else outer)
+
+    def __exit__(self, *exc: Any) -> None:
+        _deadline.reset(self._token)

@@ -31,16 +31,20 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .cache import CacheUnavailable, SharedStore
-from .dedupstore import PENDING, DedupStore, open_store
+from .dedupstore import CONFLICT, PENDING, DedupStore, FileDedupStore, open_store
 from .replies import SUCCESS
 
-__all__ = ["Claim", "Deduplicator"]
+__all__ = ["Claim", "Deduplicator", "SignatureReused"]
 
 log = logging.getLogger("wxmp.callback")
 
 #: A failed claim that took this long (a timeout, not a refused connection) keeps the next claims
 #: off the backend for ``retry_after`` seconds.
 SLOW_FAILURE = 0.25
+
+
+class SignatureReused(Exception):
+    """A plaintext push's (timestamp, nonce, signature) came before with another body."""
 
 
 class Claim(NamedTuple):
@@ -59,7 +63,8 @@ class Deduplicator:
     """Claims messages on a :class:`~wxmp.cache.SharedStore`'s backend and remembers replies for ``ttl`` s.
 
     ``clock`` and ``sleep`` drive the wait for a reply still being computed; ``wall_clock`` dates the
-    filesystem and in-process marks. Tests inject fakes.
+    filesystem and in-process marks. Tests inject fakes. ``bind_ttl``: how long the backend must
+    keep a signature-to-body binding when it can check one with the claim (:attr:`binds`).
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class Deduplicator:
         wall_clock: Callable[[], float] = time.time,
         warn_every: float = 60.0,
         retry_after: float = 5.0,
+        bind_ttl: float = 0.0,
     ) -> None:
         self.store = store
         self.ttl = ttl
@@ -87,7 +93,11 @@ class Deduplicator:
         self.retry_after = retry_after
         self._last_warning: float | None = None
         self._down_until = 0.0
-        self.backend: DedupStore = open_store(store, ttl, clock=wall_clock)
+        self.backend: DedupStore = open_store(
+            store, max(ttl, bind_ttl) if store.backend == "filesystem" else ttl, clock=wall_clock
+        )
+        #: The backend checks a plaintext push's signature-to-body binding in the claim's own write.
+        self.binds = isinstance(self.backend, FileDedupStore)
 
     def __repr__(self) -> str:
         return f"<Deduplicator {self.store!r} ttl={self.ttl}>"
@@ -98,16 +108,23 @@ class Deduplicator:
             self._last_warning = now
             log.warning("wxmp dedup: %s (%s); processing messages without dedup", what, exc)
 
-    def claim(self, key: str, created: float | None = None) -> Claim:
+    def claim(self, key: str, created: float | None = None, bind: tuple[str, bytes] | None = None) -> Claim:
         """Claim ``key``; a duplicate gets the first run's reply (or ``success``).
 
-        ``created`` is the message's CreateTime (the filesystem store files a message by it).
+        ``created`` is the message's CreateTime. ``bind`` (only when :attr:`binds`): a plaintext
+        push's ``timestamp:nonce:signature`` and body, bound in the same write; raises
+        :class:`SignatureReused` if that triple came before with another body.
         """
         start = self.clock()
         if (self._down_until and start < self._down_until) or self.store.resting():
             return _RUN_ONLY  # the cache just timed out (here or for the store): do not wait on it
         try:
-            value = self.backend.claim(key, self.lease, created)
+            if bind is not None:
+                value = self.backend.claim(key, self.lease, created, bind)  # type: ignore[call-arg]
+                if value == CONFLICT:
+                    raise SignatureReused
+            else:
+                value = self.backend.claim(key, self.lease, created)
         except CacheUnavailable as exc:
             if self.clock() - start >= SLOW_FAILURE:  # it failed by timing out: spare the next ones
                 self._down_until = self.clock() + self.retry_after

@@ -2,14 +2,13 @@
 
 :class:`~wxmp.dedup.Deduplicator` decides what a claim means; a store here only knows how to claim
 a key, read it and record a reply on one backend, at the price of at most one atomic operation of
-that backend on the request path (the filesystem's costs none: its writes are done by a thread):
+that backend on the request path:
 
 =========== =================================================== ==========================================
 backend     claim (the request path)                            reply (after the handler)
 =========== =================================================== ==========================================
-filesystem  a dict lookup and one ``open(O_RDONLY)``; a writer   the writer thread writes it into the file
-            thread creates the file (``O_CREAT|O_EXCL``) 50 ms
-            later, in a per-minute folder
+filesystem  one ``write`` to the minute's file (``O_APPEND``),   one more ``write`` to that file
+            between two ``pread``\\s of what others appended
 redis       ``SET key PENDING NX PX lease GET`` (one round trip) ``SET PX ttl`` in the next claim's write
 memcached   ``add`` (one round trip)                            ``set`` with ``noreply`` (never waited for)
 simple      a dict under a lock (one process)                   the same dict
@@ -26,13 +25,15 @@ import atexit
 import base64
 import collections
 import contextlib
-import fcntl
+import errno
 import hashlib
 import os
+import shutil
 import struct
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -117,61 +118,75 @@ def open_store(
 
 # -- filesystem ---------------------------------------------------------------------------------
 
-#: Width of a time folder, seconds.
-BUCKET = 60
-#: A message's CreateTime picks its folder, so every delivery of a message lands in the same one,
-#: when it lies between ttl seconds ago and this many seconds ahead of our clock (clock skew).
-#: Otherwise (a skewed or forged CreateTime) our clock picks the folder.
-SLACK = 60
-#: Deletions done per file written while an expired folder is being removed: more than the one
-#: file each message creates, so removal keeps up with any flood.
-DELETES_PER_CLAIM = 2
-#: Files one process may hold in the live folders; beyond it, messages run without dedup (with the
-#: usual warning) rather than filling the disk.
-MAX_FILES = 200_000
-#: After a write failed (a folder that cannot be written), claims say "unavailable" this long.
+#: Files are named by a span of at least this many seconds (and a multiple of it).
+SPAN_STEP = 60
+#: Bytes one file may hold; beyond it, messages run without dedup (with the usual warning) until
+#: the next file starts, rather than fill the disk. About 200,000 messages with short replies.
+MAX_BYTES = 64 << 20
+#: After a write failed (a folder that cannot be written, a full disk), claims say "unavailable" this long.
 RETRY_AFTER = 5.0
+#: Seconds after a file's span ended during which it is still read: a process that read the clock
+#: just before the switch may append to it a moment after.
+GRACE = 5.0
+#: What a claim answers when its push's (timestamp, nonce, signature) came earlier with another body.
+CONFLICT = b"\x00conflict"
 
-_REPLY = struct.Struct(">cI")  # b"R", length: a reader tells a reply from a half-written one
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_CLAIM = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
+_O_LOG = os.O_RDWR | os.O_APPEND | os.O_CREAT | _CLOEXEC
+#: A record: magic, kind, key, bound name, body digest, claimed at, lease until, owner, payload
+#: size; then the payload and a CRC-32 of all of it. Keys and names are 20 bytes of a SHA-256
+#: (zeros: none), a body digest 16.
+_HEAD = struct.Struct(">BB20s20s16sddQI")
+_CRC = struct.Struct(">I")
+_MAGIC = 0xA7
+_CLAIM = 0x43  # "C": a claim of a key, a binding of a name to a body, or both
+_REPLY = 0x52  # "R": the reply of a claim
+_NONE = bytes(20)
+_NOBODY = bytes(16)
+_CHUNK = 1 << 16
 
 
-class _Mark:
-    """One message this process claimed: its file, its value, and whether the writer owes it a write."""
+class _Log:
+    """One file as this process knows it: its descriptor, how far it was read, what it says.
 
-    __slots__ = ("lost", "made", "on_disk", "path", "queued", "start", "value")
+    ``marks``: key -> ``[lease until, owner, payload offset (-1: pending), payload size]``;
+    ``bound``: name -> body digest.
+    """
 
-    def __init__(self, path: str, start: int, made: float, on_disk: bool = False) -> None:
-        self.path = path
-        self.start = start  # its time folder
-        self.value = PENDING
-        self.made = made  # when the lease started
-        self.queued = False
-        self.on_disk = on_disk  # the file exists on our behalf: the reply goes into it
-        self.lost = False  # another process created the file first: we write nothing
+    __slots__ = ("bound", "end", "fd", "marks", "offset")
+
+    def __init__(self, fd: int, end: float) -> None:
+        self.fd = fd
+        self.end = end  # when its span ends
+        self.offset = 0  # every byte before it is applied
+        self.marks: dict[bytes, list[Any]] = {}
+        self.bound: dict[bytes, bytes] = {}
 
 
 class FileDedupStore:
-    """Marks as small files under ``<cache dir>/dedup/<namespace>/<minute>/<sha256>``, written later.
+    """Marks as records appended to one file per span: ``<cache dir>/dedup/<namespace>/<span>-<start>.log``.
 
-    The request path only *reads*: a claim looks in this process's unwritten marks (a dict), then
-    opens the mark file other processes may have written (``open(O_RDONLY)``; usually ``ENOENT``).
-    The new mark and, later, the reply are handed to one writer thread per store and process, which
-    creates the files (``O_CREAT|O_EXCL``, 0600) in batches ``flush_after`` s after the first
-    change, well before WeChat's next attempt (5 s after a delivery). Until then the mark exists
-    only in this process: a process that dies before its writer ran loses those marks, and a retry
-    of such a message runs the handler again (see :mod:`wxmp.dedup`); two processes that get the
-    same message within ``flush_after`` s of each other both run it (WeChat never does that).
+    A claim is one ``write`` to the current file, opened ``O_APPEND`` (an atomic operation: the
+    kernel puts each write whole at the end of the file, whichever process makes it), between two
+    ``pread``\\s of what other processes appended since this one last looked. Every process applies
+    the same records in the same order with the same rule (the first claim of a key wins; a claim
+    made after a pending claim's lease ran out takes it over; the first reply to a pending claim is
+    its reply), so all agree on who runs a message without any lock. The reply is one more
+    ``write`` after the handler. No rename, no lock file, no file per message, no thread.
 
-    A mark lives ``ttl`` s past its message's CreateTime and at least a minute past its claim. The
-    writer removes whole expired minute folders, two files per file it writes, so nothing scans a
-    folder per message and the number of files stays bounded by the messages of ``ttl`` + 3 minutes.
+    The same record can also bind a plaintext push's (timestamp, nonce, signature) to its body
+    (:meth:`claim`'s ``bind``): the claim then counts only if the triple was not bound to another
+    body first, so the signature-to-body check costs nothing more.
+
+    A span lasts ``ttl`` seconds (rounded up to a minute); a lookup reads the current and the
+    previous span's files, so a mark is found for at least ``ttl`` s and at most twice that. Older
+    files are deleted whole, so expiry is O(1) per message and the disk holds at most three files
+    per namespace, each at most ``max_bytes``. Each process keeps what the two live files say in
+    memory (about 150 bytes per message; replies stay on disk). A record torn by a full disk is
+    skipped by its CRC. Every process of a namespace must use the same ``ttl``.
     """
 
     name = "filesystem"
-    #: Seconds from the first unwritten change to the writer's pass (batches the writes).
-    flush_after = 0.05
 
     def __init__(
         self,
@@ -180,17 +195,20 @@ class FileDedupStore:
         ttl: float,
         *,
         clock: Callable[[], float] = time.time,
-        max_files: int = MAX_FILES,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in namespace)[:100] or "_"
         self.base = cache_dir
         self.root = os.path.join(cache_dir, "dedup", safe)
+        self.span = max(1, -(-int(ttl) // SPAN_STEP)) * SPAN_STEP
         self.ttl = ttl
         self.clock = clock
-        self.max_files = max_files
+        self.max_bytes = max_bytes
+        self._logs: dict[int, _Log] = {}  # span start -> file
+        self._current = _Log(-1, 0.0)  # replaced by the first claim's span
+        self._current_start = -1
+        self._previous: _Log | None = None
         self._reset()
-        #: Set after each pass of the writer (tests wait on it).
-        self.flushed = threading.Event()
         self._broken = ""  # why the last write failed
         self._broken_until = 0.0
         try:
@@ -200,19 +218,10 @@ class FileDedupStore:
         _FILE_STORES.add(self)
 
     def _reset(self) -> None:
-        """Fresh per-process state (also in a forked child: the parent writes its own marks)."""
-        self._lock = threading.Lock()  # guards the dicts and the queue; never held across I/O
-        self._writing = threading.Lock()  # one writer pass at a time
-        self._wake = threading.Event()
-        self._writer: threading.Thread | None = None
-        self._local: dict[str, _Mark] = {}  # path -> a mark not (completely) written yet
-        self._claimed: dict[str, _Mark] = {}  # key -> a mark claimed here, reply not recorded yet
-        self._queue: list[_Mark] = []
-        self._swept = -1  # the minute of the last look for expired folders
-        self._doomed: list[str] = []  # expired folders being removed
-        self._scan: Any = None  # os.scandir iterator of _doomed[0]
-        self._made: dict[int, int] = {}  # files this process created, per live folder
-        self._files = 0
+        """Fresh per-process state (also in a forked child; the files and what was read stay valid)."""
+        self._lock = threading.Lock()
+        self._claimed: dict[str, tuple[_Log, bytes, int]] = {}  # key -> its claim made here
+        self._owner = int.from_bytes(os.urandom(8), "big")  # claims of this process: _owner + n
 
     def __repr__(self) -> str:
         return f"<FileDedupStore {self.root!r}>"
@@ -235,289 +244,269 @@ class FileDedupStore:
         self._broken = reason
         self._broken_until = self.clock() + RETRY_AFTER
 
-    def _folder(self, created: float | None, now: float) -> int:
-        t = created if created is not None and now - self.ttl <= created <= now + SLACK else now
-        return int(t // BUCKET) * BUCKET
+    # -- the request path --
 
-    def _path(self, key: str, created: float | None, now: float) -> tuple[int, str]:
-        start = self._folder(created, now)
-        return start, f"{self.root}/{start}/{digest(key)}"
+    def claim(
+        self, key: str, lease: float, created: float | None = None, bind: tuple[str, bytes] | None = None
+    ) -> bytes | None:
+        """None: run the message (claimed here); else its reply, :data:`PENDING` or :data:`CONFLICT`.
 
-    # -- the request path: reads only --
+        ``bind``: (a push's timestamp:nonce:signature, a digest of its body), checked and recorded
+        in the same write; :data:`CONFLICT` when the triple came before with another body.
+        ``created`` is not needed here (files follow our clock, not the message's).
+        """
+        return self._claim(key, lease, bind)
 
-    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+    def bind(self, triple: str, body: bytes) -> bool:
+        """Bind ``triple`` to ``body``'s digest unless it is bound: False if bound to another body."""
+        return self._claim(None, 0.0, (triple, body)) != CONFLICT
+
+    def _claim(self, key: str | None, lease: float, bind: tuple[str, bytes] | None) -> bytes | None:
+        # On every push: written for speed (one lock, lookups inline), see the class docstring.
         now = self.clock()
         if self._broken_until and now < self._broken_until:
             raise CacheUnavailable(self._broken)
-        start, path = self._path(key, created, now)
+        name = _NONE if key is None else _name(key)
+        if bind is None:
+            bound, body = _NONE, _NOBODY
+        else:
+            bound, body = _name(bind[0]), hashlib.sha256(bind[1]).digest()[:16]
         with self._lock:
-            mark = self._local.get(path)
-            if mark is not None:
-                if mark.value is not PENDING or mark.made + lease > now:
-                    return mark.value
-                mark.made = now  # this process's own claim lapsed (released or too slow): run again
-                self._claimed[key] = mark
-                return None
-        value = self._read_file(path, lease, now)
-        if value is not None:
-            if value is _TAKEN:
-                with self._lock:
-                    self._claimed[key] = _Mark(path, start, now, on_disk=True)
-                return None
-            return value
-        if self._files >= self.max_files:
-            raise CacheUnavailable(f"filesystem dedup store holds {self._files} files, over its limit")
-        mark = _Mark(path, start, now)
-        with self._lock:
-            if path in self._local:  # another thread of this process claimed it meanwhile
-                return self._local[path].value
-            self._local[path] = mark
-            self._claimed[key] = mark
-            self._made[start] = self._made.get(start, 0) + 1
-            self._files += 1
-            self._enqueue(mark)
-        return None
-
-    def _read_file(self, path: str, lease: float, now: float) -> bytes | None:
-        """The value another process wrote (None: no file); :data:`_TAKEN` if we took its lapsed lease."""
-        try:
-            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
-        try:
-            value = _read_value(fd)
-            if value is not PENDING or os.fstat(fd).st_mtime + lease > now:
-                return value
-            # The claimer died (or is slower than the lease): take the claim over, one taker at a
-            # time. Only after a crash, so the one write on the request path that remains.
-            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                value = _read_value(fd)
-                if value is not PENDING or os.fstat(fd).st_mtime + lease > self.clock():
-                    return value
-                now = self.clock()
-                os.utime(path, (now, now))
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            return _TAKEN
-        except OSError as exc:
-            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
-        finally:
-            os.close(fd)
+                if now // self.span * self.span != self._current_start:
+                    self._switch(int(now // self.span) * self.span)
+                log = self._current
+                self._sync(log)
+                previous = self._previous
+                if previous is not None and now < previous.end + GRACE:
+                    self._sync(previous)
+                if bound is not _NONE:
+                    seen = log.bound.get(bound)
+                    if seen is None and previous is not None:
+                        seen = previous.bound.get(bound)
+                    if seen is not None:
+                        if seen != body:
+                            return CONFLICT
+                        if name is _NONE:
+                            return None  # bound already, to this body
+                if name is not _NONE:
+                    found, mark = log, log.marks.get(name)
+                    if mark is None and previous is not None:
+                        found, mark = previous, previous.marks.get(name)
+                    if mark is not None and (mark[2] >= 0 or mark[0] > now):
+                        return self._value(found, mark)  # a reply, or a live claim: no write
+                self._owner = owner = (self._owner + 1) & 0xFFFF_FFFF_FFFF_FFFF
+                self._append(log, _CLAIM, name, bound, body, now, now + lease, owner, b"")
+                self._sync(log)
+                if bound is not _NONE and log.bound.get(bound) != body:
+                    return CONFLICT  # another body's binding came first: our claim is void
+                if key is None:
+                    return None
+                mark = log.marks.get(name)
+                if mark is None:
+                    raise CacheUnavailable("filesystem dedup store: a claim did not read back")
+                if mark[1] != owner:
+                    return self._value(log, mark)  # another process's claim came first
+                self._claimed[key] = (log, name, owner)
+            except OSError as exc:
+                self._failed(f"filesystem dedup store: {exc.strerror or exc}")
+                raise CacheUnavailable(self._broken) from None
+            return None
 
     def read(self, key: str, created: float | None = None) -> bytes | None:
-        now = self.clock()
-        paths = [self._path(key, created, now)[1]]
-        if created is not None:  # created drifted out of SLACK while we waited
-            paths.append(self._path(key, None, now)[1])
-        for path in paths:
-            mark = self._local.get(path)
-            if mark is not None:
-                return mark.value
-            value = self._read_path(path)
-            if value is not None:
-                return value
-        return None
-
-    def _read_path(self, path: str) -> bytes | None:
-        try:
-            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise CacheUnavailable(f"filesystem dedup store: {exc.strerror}") from None
-        try:
-            return _read_value(fd)
-        finally:
-            os.close(fd)
+        name = _name(key)
+        with self._lock:
+            try:
+                now = self.clock()
+                if now // self.span * self.span != self._current_start:
+                    self._switch(int(now // self.span) * self.span)
+                for log in (self._current, self._previous):
+                    if log is not None:
+                        self._sync(log)
+                        mark = log.marks.get(name)
+                        if mark is not None:
+                            return self._value(log, mark)
+                return None
+            except OSError as exc:
+                raise CacheUnavailable(f"filesystem dedup store: {exc.strerror or exc}") from None
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
         with self._lock:
-            mark = self._claimed.pop(key, None)
-            if mark is None:
+            claimed = self._claimed.pop(key, None)
+            if claimed is None:
                 return
-            mark.value = reply
-            self._local[mark.path] = mark
-            self._enqueue(mark)
+            log, name, owner = claimed
+            if log.fd < 0:  # its file expired meanwhile
+                return
+            try:
+                self._append(log, _REPLY, name, _NONE, _NOBODY, 0.0, 0.0, owner, reply)
+            except OSError as exc:
+                self._failed(f"filesystem dedup store: {exc.strerror or exc}")
+                raise CacheUnavailable(self._broken) from None
 
     def release(self, key: str) -> None:
         with self._lock:
-            self._claimed.pop(key, None)  # its pending mark stays (and is written): the lease lapses
-
-    def _enqueue(self, mark: _Mark) -> None:
-        """Queue ``mark`` for the writer (under ``_lock``); starts the writer in this process if needed."""
-        if not mark.queued:
-            mark.queued = True
-            self._queue.append(mark)
-        if self._writer is None:
-            self._writer = threading.Thread(target=_file_writer, args=(weakref.ref(self),), daemon=True)
-            self._writer.name = "wxmp-dedup-writer"
-            self._writer.start()
-        if not self._wake.is_set():
-            self._wake.set()
-
-    # -- the writer --
+            self._claimed.pop(key, None)  # the lease lapses
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Write every queued mark now (tests, exit); False if a write failed or another pass held on."""
-        if not self._writing.acquire(timeout=timeout):
-            return False
-        try:
-            return self._write_queued()
-        finally:
-            self._writing.release()
+        """Nothing waits to be written: every claim and reply is on disk when its call returns."""
+        return True
 
-    def _write_queued(self) -> bool:
-        """One pass: write the queued marks, then remove some expired files. False if a write failed."""
-        with self._lock:
-            batch, self._queue = self._queue, []
-        ok = True
-        created = 0
-        for mark in batch:
-            with self._lock:
-                mark.queued = False
-                value = mark.value
+    # -- the files --
+
+    def _switch(self, start: int) -> None:
+        """A new span: read the old file once more, open the new one, retire what no lookup reads."""
+        for old in [s for s in self._logs if s < start - self.span]:  # out of every lookup
+            log = self._logs.pop(old)
+            os.close(log.fd)
+            log.fd = -1
+            log.marks.clear()
+            log.bound.clear()
+        if self._current.fd >= 0:  # what was appended to it since we last looked
+            self._sync(self._current)
+        previous = start - self.span
+        if previous not in self._logs:  # a new process: what the previous span's file says, if any
             try:
-                created += self._write(mark, value)
-            except (OSError, CacheUnavailable) as exc:
-                ok = False
-                self._failed(f"filesystem dedup store: {getattr(exc, 'strerror', None) or exc}")
-            with self._lock:
-                if not mark.queued and self._local.get(mark.path) is mark:
-                    del self._local[mark.path]  # written: other processes and retries read the file
-        self._expire(self.clock(), max(1, created) * DELETES_PER_CLAIM)
-        return ok
-
-    def _write(self, mark: _Mark, value: bytes) -> int:
-        """Write one mark; 1 if it created a file."""
-        if mark.lost:
-            return 0
-        data = b"" if value is PENDING else _REPLY.pack(b"R", len(value)) + value
-        if mark.on_disk:
-            if data:
-                fd = os.open(mark.path, os.O_WRONLY | _CLOEXEC)
-                try:
-                    os.pwrite(fd, data, 0)
-                finally:
-                    os.close(fd)
-            return 0
+                fd = os.open(f"{self.root}/{self.span}-{previous}.log", _O_LOG & ~os.O_CREAT)
+            except FileNotFoundError:
+                pass
+            else:
+                self._logs[previous] = _Log(fd, start)
+                self._sync(self._logs[previous])
+        path = f"{self.root}/{self.span}-{start}.log"
         try:
-            fd = os.open(mark.path, _O_CLAIM, 0o600)
-        except FileNotFoundError:
-            self._folders(mark.path[: mark.path.rfind("/")])
-            fd = os.open(mark.path, _O_CLAIM, 0o600)
-        except FileExistsError:
-            # Another process claimed the same message within our flush delay: its mark stays.
-            mark.lost = True
-            return 0
-        try:
-            if data:
-                os.write(fd, data)
-        finally:
-            os.close(fd)
-        mark.on_disk = True
-        return 1
+            fd = os.open(path, _O_LOG, 0o600)
+        except FileNotFoundError:  # the folder was removed under us: make it again
+            self._folders(self.root)
+            fd = os.open(path, _O_LOG, 0o600)
+        self._logs[start] = _Log(fd, start + self.span)
+        self._current, self._current_start = self._logs[start], start
+        self._previous = self._logs.get(previous)
+        self._delete_old(start)
 
-    # -- expiry: O(1) per file written, in the writer --
-
-    def _expire(self, now: float, budget: int) -> None:
-        minute = int(now // BUCKET)
-        if minute != self._swept:
-            self._swept = minute
-            self._find_expired(now)
-        if self._doomed:
-            self._delete_some(budget)
-
-    def _find_expired(self, now: float) -> None:
-        """Once a minute: folders whose every mark is older than ttl (a listing of a few names)."""
-        horizon = now - self.ttl - SLACK - BUCKET
+    def _delete_old(self, start: int) -> None:
+        """Delete the files no lookup reads any more (a listing of a few names, once a span)."""
         try:
             names = os.listdir(self.root)
         except OSError:
             return
         for name in names:
-            if name.isdigit() and int(name) <= horizon:
-                path = f"{self.root}/{name}"
-                if path not in self._doomed:
-                    self._doomed.append(path)
-        with self._lock:
-            for start in [s for s in self._made if s <= horizon]:
-                self._files -= self._made.pop(start)
-
-    def _delete_some(self, budget: int) -> None:
-        done = 0
-        while self._doomed and done < budget:
-            folder = self._doomed[0]
-            if self._scan is None:
-                try:
-                    self._scan = os.scandir(folder)
-                except OSError:
-                    self._doomed.pop(0)
-                    continue
-            entry = next(self._scan, None)
-            if entry is None:
-                self._scan.close()
-                self._scan = None
-                self._doomed.pop(0)
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    pass  # another process got there first, or is still deleting
+            path = f"{self.root}/{name}"
+            if name.isdigit():  # a minute folder of wxmp < 0.3 (a file per message)
+                if int(name) < start - 2 * self.span:
+                    shutil.rmtree(path, ignore_errors=True)
                 continue
-            try:
-                os.unlink(entry.path)
-            except OSError:
-                pass  # another process removed it
-            done += 1
+            span, _, rest = name.partition("-")
+            stem = rest.removesuffix(".log")
+            if stem.isdigit() and span.isdigit() and int(stem) + int(span) <= start - self.span:
+                with contextlib.suppress(OSError):  # another process got there first
+                    os.unlink(path)
 
-    def pending_deletions(self) -> int:
-        """Expired folders not yet removed (for tests and the flood benchmark)."""
-        return len(self._doomed)
+    def _append(
+        self,
+        log: _Log,
+        kind: int,
+        name: bytes,
+        bound: bytes,
+        body: bytes,
+        at: float,
+        until: float,
+        owner: int,
+        payload: bytes,
+    ) -> None:
+        record = _HEAD.pack(_MAGIC, kind, name, bound, body, at, until, owner, len(payload)) + payload
+        record += _CRC.pack(zlib.crc32(record))
+        if log.offset + len(record) > self.max_bytes:
+            raise CacheUnavailable(f"filesystem dedup store: a file is over {self.max_bytes} bytes")
+        if os.write(log.fd, record) != len(record):  # a full disk: the CRC makes readers skip it
+            raise OSError(errno.ENOSPC, "short write")
 
-    def pending_writes(self) -> int:
-        """Marks queued for the writer (for tests)."""
-        return len(self._queue)
+    def _sync(self, log: _Log) -> None:
+        """Apply the records appended since this process last read ``log``."""
+        data = os.pread(log.fd, _CHUNK, log.offset)
+        if not data:
+            return
+        if len(data) == _CHUNK:  # more than one read's worth
+            chunks = [data]
+            while chunk := os.pread(log.fd, _CHUNK, log.offset + sum(map(len, chunks))):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        log.offset += _apply(log, data, log.offset)
+
+    def _value(self, log: _Log, mark: list[Any]) -> bytes:
+        if mark[2] < 0:
+            return PENDING
+        if not mark[3]:
+            return b""
+        return os.pread(log.fd, mark[3], mark[2])
+
+    def files(self) -> int:
+        """Files this process has open (for tests and the flood benchmark)."""
+        return len(self._logs)
+
+    @staticmethod
+    def record_size(payload: int) -> int:
+        """Bytes one record with a payload of ``payload`` bytes takes on disk."""
+        return _HEAD.size + payload + _CRC.size
 
 
-#: Returned by ``_read_file`` when this process took over a lapsed claim.
-_TAKEN = b"\x00taken"
+def _name(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:20]
+
+
+def _apply(log: _Log, data: bytes, base: int) -> int:
+    """Apply the complete records at the start of ``data`` (read at file offset ``base``) to ``log``.
+
+    Returns the bytes used; an incomplete record at the end waits for the next read. A record that
+    fails its check (a write torn by a full disk) is skipped up to the next record's magic byte.
+    """
+    head, crc = _HEAD.size, _CRC.size
+    marks, bound = log.marks, log.bound
+    pos, end = 0, len(data)
+    while end - pos >= head:
+        magic, kind, name, binds, body, at, until, owner, size = _HEAD.unpack_from(data, pos)
+        stop = pos + head + size + crc
+        if magic != _MAGIC or size > MAX_BYTES:
+            pos = _resync(data, pos)
+            continue
+        if stop > end:
+            if end - pos > MAX_BYTES:  # cannot be a record still being written
+                pos = _resync(data, pos)
+                continue
+            break
+        if zlib.crc32(data[pos : stop - crc]) != _CRC.unpack_from(data, stop - crc)[0]:
+            pos = _resync(data, pos)
+            continue
+        pos = stop
+        if kind == _CLAIM:
+            if binds != _NONE:
+                seen = bound.get(binds)
+                if seen is None:
+                    bound[binds] = body
+                elif seen != body:
+                    continue  # the triple came first with another body: this claim is void
+            if name != _NONE:
+                mark = marks.get(name)
+                if mark is None or (mark[2] < 0 and mark[0] <= at):  # new, or a lapsed lease taken over
+                    marks[name] = [until, owner, -1, 0]
+        elif kind == _REPLY:
+            mark = marks.get(name)
+            if mark is not None and mark[2] < 0:
+                mark[2], mark[3] = base + stop - crc - size, size
+    return pos
+
+
+def _resync(data: bytes, pos: int) -> int:
+    found = data.find(_MAGIC, pos + 1)
+    return len(data) if found < 0 else found
+
 
 _FILE_STORES: weakref.WeakSet[FileDedupStore] = weakref.WeakSet()
 
 
-def _file_writer(ref: weakref.ref[FileDedupStore]) -> None:
-    """The writer thread of one store: a pass ``flush_after`` s after each wake; holds its store weakly."""
-    while (store := ref()) is not None:
-        wake = store._wake
-        del store
-        if not wake.wait(30):
-            continue
-        store = ref()
-        delay = store.flush_after if store is not None else 0.0
-        del store
-        time.sleep(delay)  # let a batch gather
-        store = ref()
-        if store is None or store._wake is not wake:
-            return  # gone, or forked: the child has a writer of its own
-        wake.clear()
-        with contextlib.suppress(Exception):  # a failure is recorded; never let the thread die
-            store.flush(timeout=30)
-        store.flushed.set()
-        del store
-
-
-def _flush_files_at_exit() -> None:
-    """A clean exit writes the marks still queued (a crash loses them; see FileDedupStore)."""
-    for store in list(_FILE_STORES):
-        with contextlib.suppress(Exception):
-            store.flush(timeout=2.0)
-
-
 def _before_fork() -> None:
     for store in list(_FILE_STORES):
-        store._lock.acquire()  # no fork while a thread is inside the dicts
+        store._lock.acquire()  # no fork while a thread is between a write and its read-back
 
 
 def _after_fork_in_parent() -> None:
@@ -526,31 +515,15 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The writer did not survive the fork and the parent writes its own queued marks: the child
-    # starts empty, with fresh locks, and gets its own writer with its first claim.
+    # The parent's claims in flight are the parent's: the child records none of them, and its own
+    # claims get owners of their own. What was read of the files stays valid.
     for store in list(_FILE_STORES):
         store._reset()
 
 
-atexit.register(_flush_files_at_exit)
 os.register_at_fork(
     before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
 )
-
-
-def _read_value(fd: int) -> bytes:
-    """A file's value: a complete reply, or PENDING (empty, or a reply still being written)."""
-    data = os.pread(fd, 65536, 0)
-    if len(data) == 65536:
-        chunks = [data]
-        while chunk := os.pread(fd, 1 << 20, sum(len(c) for c in chunks)):
-            chunks.append(chunk)
-        data = b"".join(chunks)
-    if len(data) >= _REPLY.size:
-        tag, size = _REPLY.unpack_from(data)
-        if tag == b"R" and len(data) >= _REPLY.size + size:
-            return data[_REPLY.size : _REPLY.size + size]
-    return PENDING
 
 
 # -- redis --------------------------------------------------------------------------------------

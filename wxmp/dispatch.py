@@ -216,6 +216,8 @@ def settle(value: Any) -> Any:
     The WSGI callback and slow-handler jobs call handlers from plain threads; there an async handler
     gets an event loop of its own for the call (the ASGI callback awaits it on its loop instead).
     """
+    if value is None or value.__class__ is str:  # the common answers, without the ABC check
+        return value
     if inspect.isawaitable(value):
 
         async def wait() -> Any:

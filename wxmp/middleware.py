@@ -43,8 +43,8 @@ from . import signals
 from .cache import CacheUnavailable, SharedStore
 from .crypto import MessageCrypto, Verifier, make_nonce
 from .deadline import deadline
-from .dedup import Deduplicator
-from .dedupstore import open_store
+from .dedup import Claim, Deduplicator, SignatureReused
+from .dedupstore import FileDedupStore, open_store
 from .dispatch import Router, settle
 from .errors import CallbackError, ConfigError, DecryptError, ParseError, loggable
 from .messages import Message, parse, parse_fields
@@ -136,7 +136,9 @@ class Callback:
             store = SharedStore(SimpleCache(threshold=10_000, default_timeout=0), probe=False)
         self.marks = _BodyMarks(store, timestamp_window, clock)
         if dedup:
-            self.dedup: Deduplicator | None = Deduplicator(store, dedup_ttl, wall_clock=clock)
+            self.dedup: Deduplicator | None = Deduplicator(
+                store, dedup_ttl, wall_clock=clock, bind_ttl=self.marks.ttl
+            )
         else:
             self.dedup = None
         if self.crypto is not None and allow_plaintext:
@@ -220,12 +222,17 @@ class Callback:
         return body
 
     def _post(self, environ: dict[str, Any]) -> tuple[str, bytes]:
-        msg, encrypted = self._receive(environ)
-        reply = self.process(msg, encrypted=encrypted)
+        msg, encrypted, binding = self._receive(environ)
+        reply = self.process(msg, encrypted=encrypted, binding=binding)
         return self._render(reply, encrypted)
 
-    def _receive(self, environ: dict[str, Any]) -> tuple[Message, bool]:
-        """Verify, read, decrypt and parse a push: (message, whether it came encrypted)."""
+    def _receive(self, environ: dict[str, Any]) -> tuple[Message, bool, tuple[str, bytes] | None]:
+        """Verify, read, decrypt and parse a push: (message, whether it came encrypted, its binding).
+
+        The binding of a plaintext push, ``(timestamp:nonce:signature, body)``, is for
+        :meth:`process` to check: WeChat's plaintext signature does not cover the body, so a seen
+        signature must never come again with another one.
+        """
         query = self._query(environ)
         self._verify(query)
         body = self._read_body(environ)
@@ -234,10 +241,12 @@ class Callback:
         if mode not in ("raw", "aes"):
             raise _Refused(400, "bad request", "unknown encrypt_type")
         encrypted = mode == "aes"
+        binding = None
         if not encrypted:
             if self.crypto is not None and not self.allow_plaintext:
                 raise _Refused(403, "encrypted push required", "plaintext push to an account with an AES key")
-            self.marks.bind(query, body)
+            triple = f"{query.get('timestamp', '')}:{query.get('nonce', '')}:{query.get('signature', '')}"
+            binding = (triple, body)
         try:
             if encrypted:
                 body = self._decrypt(query, body)
@@ -246,7 +255,7 @@ class Callback:
             raise _Refused(400, "bad request", str(exc)) from None
         if signals.message_received.receivers:
             signals.message_received.send(self.sender, message=msg)
-        return msg, encrypted
+        return msg, encrypted, binding
 
     def _render(self, reply: str, encrypted: bool) -> tuple[str, bytes]:
         """The HTTP answer for a rendered reply: (content type, body), encrypted like the push."""
@@ -277,21 +286,28 @@ class Callback:
             raise _Refused(403, "signature check failed", str(exc)) from None
         return self.crypto.decrypt(encrypt)
 
-    def process(self, msg: Message, *, encrypted: bool = False) -> str:
-        """Dedup, dispatch and render: the plaintext reply body for ``msg`` ("success" if none).
+    def process(
+        self, msg: Message, *, encrypted: bool = False, binding: tuple[str, bytes] | None = None
+    ) -> str:
+        """Dedup, dispatch and render: the plaintext reply for ``msg`` ("success" if none).
 
         ``encrypted`` says the push came encrypted: dedup keeps the two modes apart, so a reply
         recorded for an encrypted push is never answered to a plaintext one (and the reverse).
+        ``binding`` (a plaintext push's, from the request) is checked first; on the filesystem it
+        rides in the dedup claim's own write.
         """
+        dedup = self.dedup
+        if binding is not None and not self._binds_with_claim():
+            self.marks.bind(*binding)
+            binding = None
         # Slow handlers (wxmp.slow) keep their own claim/lease/result records; None: not theirs.
         if self.router.has_slow and (slow := self._slow_reply(msg)) is not None:
             return slow
-        dedup = self.dedup
         if dedup is None:
             return self._run(msg)
         key = msg.dedup_key
         mode_key = mode_dedup_key(msg, encrypted)
-        claim = dedup.claim(mode_key, msg.create_time or None)
+        claim = self._claim(dedup, mode_key, msg, binding)
         if not claim.run:
             if signals.duplicate_message.receivers:
                 signals.duplicate_message.send(self.sender, key=key)
@@ -305,6 +321,17 @@ class Callback:
             raise
         dedup.record(mode_key, reply)
         return reply
+
+    def _binds_with_claim(self) -> bool:
+        """Whether a push's binding is checked in its dedup claim (else on its own, first)."""
+        return self.dedup is not None and self.dedup.binds and not self.router.has_slow
+
+    @staticmethod
+    def _claim(dedup: Deduplicator, mode_key: str, msg: Message, binding: tuple[str, bytes] | None) -> Claim:
+        try:
+            return dedup.claim(mode_key, msg.create_time or None, binding)
+        except SignatureReused:
+            raise _Refused(403, "signature check failed", "a seen signature with another body") from None
 
     def _slow_reply(self, msg: Message) -> str | None:
         if self.slow is None:
@@ -389,35 +416,43 @@ class _BodyMarks:
         self.ttl = 2 * window + 5
         self.clock = clock
         self._warned_at: float | None = None
-        # On the filesystem, the dedup store's marks (a read on the request path, files written by
-        # a thread), in a namespace of their own: their TTL is not the dedup TTL.
-        self.files = (
-            open_store(SharedStore(store.cache, store.namespace + ":body", probe=False), self.ttl)
-            if store.backend == "filesystem"
-            else None
-        )
+        # On the filesystem, a dedup store's files (one append per push), in a namespace of their
+        # own, made on first use: only when the binding is not checked in the dedup claim (dedup
+        # off, slow handlers).
+        self._on_files = store.backend == "filesystem"
+        self._files: FileDedupStore | None = None
 
-    def bind(self, query: dict[str, str], body: bytes) -> None:
-        triple = f"{query.get('timestamp', '')}:{query.get('nonce', '')}:{query.get('signature', '')}"
-        name = "body:" + hashlib.sha256(triple.encode("utf-8")).hexdigest()
-        digest = hashlib.sha256(body).hexdigest()
-        try:
-            if self.files is not None:
-                stamp = query.get("timestamp", "")
-                found = self.files.claim(name, self.ttl, float(stamp) if stamp.isdigit() else None)
-                if found is None:
-                    self.files.record(name, digest.encode(), self.ttl)
-                    return
-                seen = found.decode("ascii", "replace") if found[:1] != b"\x00" else None
-            elif self.store.add(name, digest, self.ttl):
-                return
+    @property
+    def files(self) -> FileDedupStore | None:
+        """The filesystem store of the bindings checked on their own (None on other backends)."""
+        if self._files is None and self._on_files:
+            files = open_store(
+                SharedStore(self.store.cache, self.store.namespace + ":body", probe=False), self.ttl
+            )
+            if isinstance(files, FileDedupStore):
+                self._files = files
             else:
-                seen = self.store.get(name)
+                self._on_files = False
+        return self._files
+
+    def bind(self, triple: str, body: bytes) -> None:
+        """Refuse (403) when ``triple`` (``timestamp:nonce:signature``) came before with another body."""
+        try:
+            files = self.files
+            if files is not None:
+                if files.bind(triple, body):
+                    return
+            else:
+                name = "body:" + hashlib.sha256(triple.encode("utf-8")).hexdigest()
+                digest = hashlib.sha256(body).hexdigest()
+                if self.store.add(name, digest, self.ttl):
+                    return
+                if self.store.get(name) in (None, digest):
+                    return
         except CacheUnavailable as exc:
             now = self.clock()
             if self._warned_at is None or now - self._warned_at >= 60:
                 self._warned_at = now
                 log.warning("wxmp callback: cannot bind signatures to bodies (%s); accepting pushes", exc)
             return
-        if seen is not None and seen != digest:
-            raise _Refused(403, "signature check failed", "a seen signature with another body")
+        raise _Refused(403, "signature check failed", "a seen signature with another body")

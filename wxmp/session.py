@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -168,16 +167,26 @@ def open_session(account: Account, openid: str) -> Session:
     return Session(_store(account), openid, account.settings.session_ttl)
 
 
-@contextmanager
-def session_scope(account: Account) -> Iterator[None]:
-    """Around a handler: ``msg.session`` works, and changed sessions are saved on a normal exit."""
-    scope = _Scope(_store(account), account.settings.session_ttl)
-    token = _current.set(scope)
-    try:
-        yield
-        scope.save()
-    finally:
-        _current.reset(token)
+class session_scope:
+    """Around a handler: ``msg.session`` works, and changed sessions are saved on a normal exit.
+
+    A class rather than a generator-based context manager: it wraps every handler call.
+    """
+
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self, account: Account) -> None:
+        self._scope = _Scope(_store(account), account.settings.session_ttl)
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._scope)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
+        try:
+            if exc_type is None:
+                self._scope.save()
+        finally:
+            _current.reset(self._token)
 
 
 def current_session(msg: Message) -> Session:
