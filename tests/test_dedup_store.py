@@ -485,6 +485,71 @@ def test_a_message_costs_one_write_and_one_wait(
     assert backend.claim("a", 10) == b"<xml>a</xml>"  # a retry: the claim's GET brings the reply
 
 
+def test_a_plaintext_push_binds_its_signature_in_the_claims_round_trip(
+    redis_url: str, redis_store: SharedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+    from redis.connection import AbstractConnection
+
+    clock = FakeClock(NOW)
+    runs: list[str] = []
+    cb = callback(redis_store, clock, runs)
+    user = WeChatUser(cb, "tok123", clock=clock)
+    user.send_text("warm up")  # connections opened, client info sent
+    calls: list[str] = []
+    for method in ("send_packed_command", "read_response"):
+        real = getattr(AbstractConnection, method)
+
+        def counted(self: Any, *args: Any, _real: Any = real, _name: str = method, **kw: Any) -> Any:
+            calls.append(_name)
+            return _real(self, *args, **kw)
+
+        monkeypatch.setattr(AbstractConnection, method, counted)
+    assert cb.dedup is not None
+    backend = cb.dedup.backend
+    assert isinstance(backend, RedisDedupStore)
+    backend.flush_after = 60.0  # keep the flusher thread out of the count
+    backend.flush()
+    calls.clear()
+    for i in range(5):
+        assert user.send_text(f"m{i}", msg_id=2000 + i) is not None
+        # One write (the last reply, the binding, the claim), then their three answers: one wait.
+        expected = ["send_packed_command", "read_response", "read_response"]
+        assert calls == expected + (["read_response"] if i else [])
+        calls.clear()
+    raw = redis.Redis.from_url(redis_url)
+    marks = list(raw.scan_iter(backend.prefix + "bind:*"))
+    assert len(marks) == 6  # one per push: twice the timestamp window, and 5 s
+    assert all(600_000 < raw.pttl(k) <= 605_000 for k in marks)
+
+
+def test_a_forged_body_on_redis_neither_runs_nor_keeps_a_claim(
+    redis_url: str, redis_store: SharedStore
+) -> None:
+    from urllib.parse import urlencode
+
+    from werkzeug.test import Client
+
+    from wxmp.crypto import signature
+
+    clock = FakeClock(NOW)
+    runs: list[str] = []
+    cb = callback(redis_store, clock, runs)
+    other = callback(SharedStore(resolve_cache(redis_url, ""), namespace=redis_store.namespace), clock, runs)
+    user = WeChatUser(cb, "tok123", clock=clock)
+    ts = str(int(clock()))
+    url = "/wechat?" + urlencode({"signature": signature("tok123", ts, "n9"), "timestamp": ts, "nonce": "n9"})
+    assert (
+        Client(cb).post(url, data=user.message_xml("text", {"Content": "real"}, msg_id=7001)).status_code
+        == 200
+    )
+    forged = user.message_xml("text", {"Content": "forged"}, msg_id=7002)
+    assert Client(other).post(url, data=forged).status_code == 403  # another worker, the logged query
+    assert [r.split(":")[-1].strip() for r in runs] == ["real"]
+    assert user.send_text("later", msg_id=7002) is not None  # 7002 was not left claimed by the forgery
+    assert [r.split(":")[-1].strip() for r in runs] == ["real", "later"]
+
+
 def test_a_reply_no_claim_takes_along_is_sent_soon(redis_url: str, redis_store: SharedStore) -> None:
     import redis
 

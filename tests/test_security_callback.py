@@ -185,11 +185,39 @@ def test_the_binding_holds_across_workers_on_a_shared_redis(clock, redis_url, tm
     import redis
 
     raw = redis.Redis.from_url(redis_url)
-    marks = [k for k in raw.scan_iter("wxmp:bind:body:*")]
-    assert len(marks) == 1
+    marks = [k for k in raw.scan_iter("wxmp:bind:dedup:bind:*")]  # beside the dedup marks, raw bytes
+    assert len(marks) == 1 and len(raw.get(marks[0])) == 32
     assert (
         (2 * 300) * 1000 < raw.pttl(marks[0]) <= (2 * 300 + 5) * 1000
     )  # expires with the signature's window
+
+
+@pytest.mark.parametrize("cache", ["filesystem", "redis"])
+def test_every_path_checks_the_bindings_of_every_other(clock, cache, redis_url, tmp_path):
+    """A worker with slow handlers binds on its own (no dedup claim), one without binds in its claim:
+    both in the same store, so a body swapped from one to the other is still refused."""
+    spec = f"filesystem:{tmp_path}" if cache == "filesystem" else redis_url
+    runs: list[str] = []
+
+    def worker(slow: bool) -> Callback:
+        store = SharedStore(resolve_cache(spec, str(tmp_path)), namespace="wxmp:paths")
+        cb = Callback(TOKEN, clock=clock, store=store)
+        if slow:
+            cb.on("text", match="^slow", slow=True)(lambda msg: runs.append("slow") or "done")
+        cb.on("text")(lambda msg: runs.append(msg.content) or "ok")
+        return cb
+
+    with_slow, plain = worker(True), worker(False)
+    url = signed_query(clock, nonce="77")
+    assert Client(plain).post(url, data=body("genuine", msg_id=1)).status_code == 200
+    swapped = Client(with_slow).post(
+        url, data=body("slow: transfer everything", sender="oAttacker", msg_id=2)
+    )
+    assert swapped.status_code == 403
+    url = signed_query(clock, nonce="78")
+    assert Client(with_slow).post(url, data=body("genuine 2", msg_id=3)).status_code == 200
+    assert Client(plain).post(url, data=body("swapped", sender="oAttacker", msg_id=4)).status_code == 403
+    assert runs == ["genuine", "genuine 2"]
 
 
 def test_binding_marks_expire_with_the_window(clock):

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .cache import CacheUnavailable, SharedStore
-from .dedupstore import CONFLICT, PENDING, DedupStore, FileDedupStore, open_store
+from .dedupstore import CONFLICT, PENDING, DedupStore, open_store
 from .replies import SUCCESS
 
 __all__ = ["Claim", "Deduplicator", "SignatureReused"]
@@ -93,11 +93,10 @@ class Deduplicator:
         self.retry_after = retry_after
         self._last_warning: float | None = None
         self._down_until = 0.0
-        self.backend: DedupStore = open_store(
-            store, max(ttl, bind_ttl) if store.backend == "filesystem" else ttl, clock=wall_clock
-        )
-        #: The backend checks a plaintext push's signature-to-body binding in the claim's own write.
-        self.binds = isinstance(self.backend, FileDedupStore)
+        self.backend: DedupStore = open_store(store, ttl, clock=wall_clock, bind_ttl=bind_ttl)
+        #: The backend checks a plaintext push's signature-to-body binding in the claim's own write
+        #: (filesystem, Redis), and can bind one on its own (``backend.bind``).
+        self.binds = bool(bind_ttl) and getattr(self.backend, "binds", False)
 
     def __repr__(self) -> str:
         return f"<Deduplicator {self.store!r} ttl={self.ttl}>"

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from .cache import CacheUnavailable, SharedStore
 
-__all__ = ["PENDING", "DedupStore", "open_store"]
+__all__ = ["CONFLICT", "PENDING", "DedupStore", "open_store"]
 
 #: The value of a claim whose reply is not recorded yet; a rendered reply never starts with NUL.
 PENDING = b"\x00pending"
@@ -93,19 +93,21 @@ def open_store(
     ttl: float,
     *,
     clock: Callable[[], float] = time.time,
+    bind_ttl: float = 0.0,
 ) -> DedupStore:
     """The dedup store for ``store``'s backend (its cachelib object and namespace).
 
-    ``clock`` is wall time (file leases and time folders of the local stores).
+    ``clock`` is wall time (file leases and spans of the local stores). ``bind_ttl``: how long a
+    store that can bind signatures to bodies (``binds``: filesystem, Redis) keeps a binding.
     """
     cache = store.cache
     backend = store.backend
     try:
         if backend == "filesystem":
-            return FileDedupStore(cache._path, store.namespace, ttl, clock=clock)  # type: ignore[attr-defined]
+            return FileDedupStore(cache._path, store.namespace, max(ttl, bind_ttl), clock=clock)  # type: ignore[attr-defined]
         if backend == "redis":
             prefix = (getattr(cache, "key_prefix", None) or "") + store.namespace
-            return RedisDedupStore(cache._write_client, prefix)  # type: ignore[attr-defined]
+            return RedisDedupStore(cache._write_client, prefix, bind_ttl=bind_ttl)  # type: ignore[attr-defined]
         if backend == "memcached":
             prefix = (getattr(cache, "key_prefix", None) or "") + store.namespace
             return MemcachedDedupStore(cache._client, prefix)  # type: ignore[attr-defined]
@@ -187,6 +189,8 @@ class FileDedupStore:
     """
 
     name = "filesystem"
+    #: :meth:`claim` can bind a push's signature to its body in the same write.
+    binds = True
 
     def __init__(
         self,
@@ -547,8 +551,12 @@ class _Pipe:
 
     def send(self, *args: Any) -> None:
         """Send the pending replies and (if given) one command, in one write."""
+        self.send_all((args,) if args else ())
+
+    def send_all(self, commands: tuple[tuple[Any, ...], ...]) -> None:
+        """Send the pending replies and ``commands``, in one write."""
         replies, sent = b"".join(self.pending), self.replies
-        data = replies + b"".join(self.conn.pack_command(*args)) if args else replies
+        data = replies + b"".join(c for args in commands for c in self.conn.pack_command(*args))
         self.pending, self.replies = [], 0
         if data:
             try:
@@ -579,10 +587,13 @@ class RedisDedupStore:
     name = "redis"
     #: The longest a recorded reply waits for a claim to ride with before it is sent on its own.
     flush_after = 0.05
+    #: :meth:`claim` can bind a push's signature to its body in the same round trip.
+    binds = True
 
-    def __init__(self, client: Any, prefix: str) -> None:
+    def __init__(self, client: Any, prefix: str, *, bind_ttl: float = 0.0) -> None:
         self.client = client
         self.prefix = prefix + ":dedup:"
+        self.bind_ttl = bind_ttl
         self._set_get = True  # SET ... NX GET needs Redis 7.0
         self._pipes: collections.deque[_Pipe] = collections.deque()
         self._pid = os.getpid()
@@ -626,9 +637,19 @@ class RedisDedupStore:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+    def claim(
+        self, key: str, lease: float, created: float | None = None, bind: tuple[str, bytes] | None = None
+    ) -> bytes | None:
+        """None: run the message; else its reply, :data:`PENDING`, :data:`GONE` or :data:`CONFLICT`.
+
+        ``bind``: (a push's timestamp:nonce:signature, its body): ``SET NX PX GET`` of the binding
+        goes in the claim's write and its answer comes in the same round trip; :data:`CONFLICT`
+        when the triple came before with another body (the claim, if it was won, is deleted).
+        """
         name = self._key(key)
         px = max(1, int(lease * 1000))
+        if bind is not None and self._set_get:
+            return self._use(lambda pipe: self._claim_bound(pipe, name, px, bind))  # type: ignore[no-any-return]
 
         def op(pipe: _Pipe) -> Any:
             conn = pipe.conn
@@ -648,7 +669,57 @@ class RedisDedupStore:
             pipe.send("GET", name)
             return conn.read_response() or GONE
 
+        if bind is not None and not self.bind(*bind):  # Redis < 7.0: the binding on its own first
+            return CONFLICT
         return self._use(op)  # type: ignore[no-any-return]
+
+    def _claim_bound(self, pipe: _Pipe, name: str, px: int, bind: tuple[str, bytes]) -> bytes | None:
+        bound, body = self._bound(bind)
+        conn = pipe.conn
+        pipe.send_all(
+            (
+                ("SET", bound, body, "NX", "PX", max(1, int(self.bind_ttl * 1000)), "GET"),
+                ("SET", name, PENDING, "NX", "PX", px, "GET"),
+            )
+        )
+        pipe.drain()
+        seen = conn.read_response()
+        value: bytes | None = conn.read_response()
+        if seen is not None and seen != body:
+            if value is None:  # this push won the claim: give it back (only an attacker gets here)
+                pipe.send("DEL", name)
+                conn.read_response()
+            return CONFLICT
+        return value
+
+    def bind(self, triple: str, body: bytes) -> bool:
+        """Bind ``triple`` to ``body``'s digest unless it is bound: False if bound to another body."""
+        bound, digest = self._bound((triple, body))
+        ttl = max(1, int(self.bind_ttl * 1000))
+
+        def op(pipe: _Pipe) -> Any:
+            if self._set_get:
+                pipe.send("SET", bound, digest, "NX", "PX", ttl, "GET")
+                pipe.drain()
+                try:
+                    seen = pipe.conn.read_response()
+                except ResponseError as exc:
+                    if "syntax" not in str(exc).lower():
+                        raise
+                    self._set_get = False
+                else:
+                    return seen is None or seen == digest
+            pipe.send("SET", bound, digest, "NX", "PX", ttl)
+            pipe.drain()
+            if pipe.conn.read_response():
+                return True
+            pipe.send("GET", bound)
+            return pipe.conn.read_response() in (None, digest)
+
+        return self._use(op)  # type: ignore[no-any-return]
+
+    def _bound(self, bind: tuple[str, bytes]) -> tuple[str, bytes]:
+        return self.prefix + "bind:" + digest(bind[0]), hashlib.sha256(bind[1]).hexdigest()[:32].encode()
 
     def read(self, key: str, created: float | None = None) -> bytes | None:
         try:

@@ -44,7 +44,7 @@ from .cache import CacheUnavailable, SharedStore
 from .crypto import MessageCrypto, Verifier, make_nonce
 from .deadline import deadline
 from .dedup import Claim, Deduplicator, SignatureReused
-from .dedupstore import FileDedupStore, open_store
+from .dedupstore import open_store
 from .dispatch import Router, settle
 from .errors import CallbackError, ConfigError, DecryptError, ParseError, loggable
 from .messages import Message, parse, parse_fields
@@ -134,13 +134,13 @@ class Callback:
         self.allow_plaintext = allow_plaintext
         if store is None:
             store = SharedStore(SimpleCache(threshold=10_000, default_timeout=0), probe=False)
-        self.marks = _BodyMarks(store, timestamp_window, clock)
         if dedup:
             self.dedup: Deduplicator | None = Deduplicator(
-                store, dedup_ttl, wall_clock=clock, bind_ttl=self.marks.ttl
+                store, dedup_ttl, wall_clock=clock, bind_ttl=ttl_for(timestamp_window)
             )
         else:
             self.dedup = None
+        self.marks = _BodyMarks(store, timestamp_window, clock, self.dedup)
         if self.crypto is not None and allow_plaintext:
             log.warning(
                 "WXMP_ALLOW_PLAINTEXT is on: %s accepts unencrypted pushes although an AES key is set; "
@@ -409,38 +409,47 @@ class _BodyMarks:
     while its timestamp is within the window either side of now), so it expires with the
     signature: nothing keyed by request input outlives what the signature check already bounds.
     A dead cache lets pushes through (logged at most once a minute of ``clock``), as dedup does.
+
+    Where the dedup store can bind (filesystem, Redis) the binding rides in the dedup claim, and
+    the pushes that skip the claim (dedup off, slow handlers) bind through the same store, so every
+    path sees every binding. Elsewhere the shared store's ``add``/``get`` hold them.
     """
 
-    def __init__(self, store: SharedStore, window: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: SharedStore,
+        window: int,
+        clock: Callable[[], float] = time.monotonic,
+        dedup: Deduplicator | None = None,
+    ) -> None:
         self.store = store
-        self.ttl = 2 * window + 5
+        self.ttl = ttl_for(window)
         self.clock = clock
         self._warned_at: float | None = None
-        # On the filesystem, a dedup store's files (one append per push), in a namespace of their
-        # own, made on first use: only when the binding is not checked in the dedup claim (dedup
-        # off, slow handlers).
-        self._on_files = store.backend == "filesystem"
-        self._files: FileDedupStore | None = None
+        self._binder: Any = dedup.backend if dedup is not None and dedup.binds else None
+        # Dedup off on the filesystem or Redis: a store of the bindings' own, made on first use.
+        self._own = self._binder is None and store.backend in ("filesystem", "redis")
 
     @property
-    def files(self) -> FileDedupStore | None:
-        """The filesystem store of the bindings checked on their own (None on other backends)."""
-        if self._files is None and self._on_files:
-            files = open_store(
-                SharedStore(self.store.cache, self.store.namespace + ":body", probe=False), self.ttl
+    def binder(self) -> Any:
+        """The dedup store that holds the bindings (its ``bind`` method), or None: ``add``/``get``."""
+        if self._binder is None and self._own:
+            self._own = False
+            own = open_store(
+                SharedStore(self.store.cache, self.store.namespace + ":body", probe=False),
+                self.ttl,
+                bind_ttl=self.ttl,
             )
-            if isinstance(files, FileDedupStore):
-                self._files = files
-            else:
-                self._on_files = False
-        return self._files
+            if getattr(own, "binds", False):
+                self._binder = own
+        return self._binder
 
     def bind(self, triple: str, body: bytes) -> None:
         """Refuse (403) when ``triple`` (``timestamp:nonce:signature``) came before with another body."""
         try:
-            files = self.files
-            if files is not None:
-                if files.bind(triple, body):
+            binder = self.binder
+            if binder is not None:
+                if binder.bind(triple, body):
                     return
             else:
                 name = "body:" + hashlib.sha256(triple.encode("utf-8")).hexdigest()
@@ -456,3 +465,9 @@ class _BodyMarks:
                 log.warning("wxmp callback: cannot bind signatures to bodies (%s); accepting pushes", exc)
             return
         raise _Refused(403, "signature check failed", "a seen signature with another body")
+
+
+def ttl_for(window: int) -> int:
+    """How long a signature-to-body binding lives: a signature is accepted while its timestamp is
+    within ``window`` either side of now."""
+    return 2 * window + 5
