@@ -98,6 +98,7 @@ class Syscalls:
         "write",
         "pwrite",
         "pread",
+        "lseek",
         "utime",
         "listdir",
         "scandir",
@@ -158,10 +159,11 @@ def test_a_message_costs_one_append_and_its_reply_one_more(
     calls.take()
     for i in range(1, 20):
         assert dedup.claim(f"m{i}", NOW).run
-        # Read what others appended, append the claim, read it back: no open, no rename, no lock.
-        assert calls.take() == {"pread": 2, "write": 1}
+        # Read what others appended, append the claim, see where it landed (right after what was
+        # read: nothing to read back): no open, no rename, no lock.
+        assert calls.take() == {"pread": 1, "write": 1, "lseek": 1}
         dedup.record(f"m{i}", f"<xml>{i}</xml>")
-        assert calls.take() == {"write": 1}
+        assert calls.take() == {"write": 1, "lseek": 1}
     assert files_under(backend.root) == 1
     calls.take()  # the test's own walk
     assert dedup.claim("m3", NOW) == (False, False, "<xml>3</xml>")  # a retry: no write
@@ -222,7 +224,7 @@ def test_the_binding_rides_in_the_claims_write(tmp_path: Path, monkeypatch: pyte
     assert store.claim("warm-up", 10) is None
     calls = Syscalls(monkeypatch)
     assert store.claim("m1", 10, bind=("1714036504:n1:sig1", b"<xml>real</xml>")) is None
-    assert calls.take() == {"pread": 2, "write": 1}  # what a claim without a binding costs
+    assert calls.take() == {"pread": 1, "write": 1, "lseek": 1}  # what a claim without a binding costs
     # The logged signature with another body and another MsgId: refused, and its claim is void.
     assert other.claim("m2", 10, bind=("1714036504:n1:sig1", b"<xml>forged</xml>")) == CONFLICT
     assert other.claim("m2", 10) is None  # m2 was never claimed by the forged push
@@ -249,7 +251,7 @@ def test_a_plaintext_push_costs_two_appends_binding_included(
     calls = Syscalls(monkeypatch)
     for i in range(10):
         assert user.send_text(f"hi {i}", msg_id=100 + i) is not None
-        assert calls.take() == {"pread": 2, "write": 2}  # claim + binding, then the reply
+        assert calls.take() == {"pread": 1, "write": 2, "lseek": 2}  # claim + binding, then the reply
     assert len(runs) == 11
     assert [p.name for p in (tmp_path / "dedup").iterdir()] == [os.path.basename(cb.dedup.backend.root)]  # type: ignore[union-attr]
     ts = str(int(clock()))
@@ -260,6 +262,31 @@ def test_a_plaintext_push_costs_two_appends_binding_included(
     assert Client(cb).post(url, data=forged).status_code == 403  # the logged query, another body
     assert runs[-1] == "oUser:genuine" or runs[-1].endswith(":genuine")
     assert len(runs) == 12
+
+
+def test_a_claim_that_loses_the_race_between_its_read_and_its_write_reads_the_winner_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process appends between this one's read and its write: its record comes first, wins."""
+    clock = FakeClock(MID)
+    slow = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    fast = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert slow.claim("warm-up", 10) is None and fast.claim("warm-up 2", 10) is None
+    real_write = os.write
+    raced: list[bool] = []
+
+    def write(fd: int, data: bytes) -> int:
+        if not raced:  # the other process gets in first, right before this write
+            raced.append(True)
+            assert fast.claim("k", 10, bind=("t:n:s", b"real")) is None
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    assert slow.claim("k", 10, bind=("t:n:s", b"forged")) == CONFLICT  # read back: the real body won
+    assert slow.claim("k", 10) == PENDING  # and so did its claim
+    monkeypatch.setattr(os, "write", real_write)
+    fast.record("k", b"<xml>fast</xml>", 300)
+    assert slow.read("k") == b"<xml>fast</xml>"
 
 
 def test_processes_racing_for_the_same_messages_agree_on_one_winner_each(tmp_path: Path) -> None:

@@ -300,8 +300,16 @@ class FileDedupStore:
                     if mark is not None and (mark[2] >= 0 or mark[0] > now):
                         return self._value(found, mark)  # a reply, or a live claim: no write
                 self._owner = owner = (self._owner + 1) & 0xFFFF_FFFF_FFFF_FFFF
-                self._append(log, _CLAIM, name, bound, body, now, now + lease, owner, b"")
-                self._sync(log)
+                if self._append(log, _CLAIM, name, bound, body, now, now + lease, owner, b""):
+                    # Nothing came before it: what _apply would make of it, without reading it back.
+                    if bound is not _NONE and bound not in log.bound:
+                        log.bound[bound] = body
+                    if name is not _NONE:
+                        mark = log.marks.get(name)
+                        if mark is None or (mark[2] < 0 and mark[0] <= now):
+                            log.marks[name] = [now + lease, owner, -1, 0]
+                else:
+                    self._sync(log)
                 if bound is not _NONE and log.bound.get(bound) != body:
                     return CONFLICT  # another body's binding came first: our claim is void
                 if key is None:
@@ -343,7 +351,10 @@ class FileDedupStore:
             if log.fd < 0:  # its file expired meanwhile
                 return
             try:
-                self._append(log, _REPLY, name, _NONE, _NOBODY, 0.0, 0.0, owner, reply)
+                if self._append(log, _REPLY, name, _NONE, _NOBODY, 0.0, 0.0, owner, reply):
+                    mark = log.marks.get(name)
+                    if mark is not None and mark[2] < 0:  # what _apply would do
+                        mark[2], mark[3] = log.offset - _CRC.size - len(reply), len(reply)
             except OSError as exc:
                 self._failed(f"filesystem dedup store: {exc.strerror or exc}")
                 raise CacheUnavailable(self._broken) from None
@@ -417,13 +428,21 @@ class FileDedupStore:
         until: float,
         owner: int,
         payload: bytes,
-    ) -> None:
+    ) -> bool:
+        """Append one record; True if it landed at ``log.offset`` (which then moves past it)."""
         record = _HEAD.pack(_MAGIC, kind, name, bound, body, at, until, owner, len(payload)) + payload
         record += _CRC.pack(zlib.crc32(record))
         if log.offset + len(record) > self.max_bytes:
             raise CacheUnavailable(f"filesystem dedup store: a file is over {self.max_bytes} bytes")
         if os.write(log.fd, record) != len(record):  # a full disk: the CRC makes readers skip it
             raise OSError(errno.ENOSPC, "short write")
+        # O_APPEND leaves the descriptor's offset at the end of this write (or, if a forked process
+        # shares the descriptor, of a later one): ending exactly one record past what was read means
+        # it landed right there, with nothing before it to read.
+        if os.lseek(log.fd, 0, os.SEEK_CUR) == log.offset + len(record):
+            log.offset += len(record)
+            return True
+        return False
 
     def _sync(self, log: _Log) -> None:
         """Apply the records appended since this process last read ``log``."""
