@@ -572,11 +572,15 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def _element(el: Any) -> dict[str, Any]:
+def _element(el: Any, headers: bool = False) -> dict[str, Any]:
+    """``el``'s children as a dict; ``headers``: strip the layout around :data:`HEADER_FIELDS` values."""
     out: dict[str, Any] = {}
     for child in el:
         tag = child.tag
         value: Any = _element(child) if len(child) else (child.text or "")
+        padded = value.__class__ is str and value and (value[0].isspace() or value[-1].isspace())
+        if headers and padded and tag in HEADER_FIELDS:
+            value = value.strip()
         if tag == "item":
             out.setdefault("item", []).append(value)
         elif tag in out:
@@ -604,6 +608,10 @@ def parse_fields(body: bytes | str) -> dict[str, Any]:
     Raises :class:`~wxmp.errors.ParseError` for malformed XML and for any document with a DOCTYPE
     (entity tricks such as XXE and billion laughs need one).
     """
+    return _element(_root(body))
+
+
+def _root(body: bytes | str) -> Any:
     if isinstance(body, str):
         body = body.encode()
     try:
@@ -615,7 +623,7 @@ def parse_fields(body: bytes | str) -> dict[str, Any]:
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise ParseError("DOCTYPE refused")
-    return _element(root)
+    return root
 
 
 def from_dict(raw: dict[str, Any]) -> Message:
@@ -629,6 +637,11 @@ def from_dict(raw: dict[str, Any]) -> Message:
     ]
     if padded:
         raw = {**raw, **{n: raw[n].strip() for n in padded}}
+    return _typed(raw)
+
+
+def _typed(raw: dict[str, Any]) -> Message:
+    """The message class for ``raw``, whose header fields are already stripped."""
     msg_type = raw.get("MsgType")
     if not isinstance(msg_type, str) or not msg_type:
         raise ParseError("not a WeChat message: no MsgType")
@@ -641,4 +654,4 @@ def from_dict(raw: dict[str, Any]) -> Message:
 
 def parse(body: bytes | str) -> Message:
     """Parse a (decrypted) callback body into a :class:`Message` or :class:`Event` subclass."""
-    return from_dict(parse_fields(body))
+    return _typed(_element(_root(body), headers=True))

@@ -306,7 +306,7 @@ class Callback:
         if dedup is None:
             return self._run(msg)
         key = msg.dedup_key
-        mode_key = mode_dedup_key(msg, encrypted)
+        mode_key = ("aes:" if encrypted else "raw:") + key  # mode_dedup_key, without a second dedup_key
         claim = self._claim(dedup, mode_key, msg, binding)
         if not claim.run:
             if signals.duplicate_message.receivers:

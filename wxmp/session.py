@@ -150,7 +150,7 @@ class _Scope:
                 log.warning("wxmp session of %s not saved: %s", loggable(session.openid), exc)
 
 
-_current: ContextVar[_Scope | None] = ContextVar("wxmp_sessions", default=None)
+_current: ContextVar[session_scope | None] = ContextVar("wxmp_sessions", default=None)
 
 
 def _store(account: Account) -> SharedStore:
@@ -173,20 +173,26 @@ class session_scope:
     A class rather than a generator-based context manager: it wraps every handler call.
     """
 
-    __slots__ = ("_scope", "_token")
+    __slots__ = ("_account", "_scope", "_token")
 
     def __init__(self, account: Account) -> None:
-        self._scope = _Scope(_store(account), account.settings.session_ttl)
+        self._account = account
+        self._scope: _Scope | None = None  # made when a handler first reads msg.session
 
     def __enter__(self) -> None:
-        self._token = _current.set(self._scope)
+        self._token = _current.set(self)
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
         try:
-            if exc_type is None:
+            if exc_type is None and self._scope is not None:
                 self._scope.save()
         finally:
             _current.reset(self._token)
+
+    def scope(self) -> _Scope:
+        if self._scope is None:
+            self._scope = _Scope(_store(self._account), self._account.settings.session_ttl)
+        return self._scope
 
 
 def current_session(msg: Message) -> Session:
@@ -197,4 +203,4 @@ def current_session(msg: Message) -> Session:
             "msg.session works inside a handler of an Account or WxMP app "
             "(elsewhere use wxmp.session.open_session(account, openid))"
         )
-    return scope.get(msg.from_user_name)
+    return scope.scope().get(msg.from_user_name)
