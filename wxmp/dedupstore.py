@@ -7,8 +7,8 @@ that backend on the request path:
 =========== =================================================== ==========================================
 backend     claim (the request path)                            reply (after the handler)
 =========== =================================================== ==========================================
-filesystem  one ``write`` to the minute's file (``O_APPEND``),   one more ``write`` to that file
-            between two ``pread``\\s of what others appended
+filesystem  one ``write`` to the span's file (``O_APPEND``)      queued; rides in the next claim's write
+            after a ``pread`` of what others appended
 redis       ``SET key PENDING NX PX lease GET`` (one round trip) ``SET PX ttl`` in the next claim's write
 memcached   ``add`` (one round trip)                            ``set`` with ``noreply`` (never waited for)
 simple      a dict under a lock (one process)                   the same dict
@@ -173,8 +173,12 @@ class FileDedupStore:
     ``pread``\\s of what other processes appended since this one last looked. Every process applies
     the same records in the same order with the same rule (the first claim of a key wins; a claim
     made after a pending claim's lease ran out takes it over; the first reply to a pending claim is
-    its reply), so all agree on who runs a message without any lock. The reply is one more
-    ``write`` after the handler. No rename, no lock file, no file per message, no thread.
+    its reply), so all agree on who runs a message without any lock. No rename, no lock file, no
+    file per message. The reply is queued and rides in the next claim's write (one ``write`` per
+    message in all), or a flusher thread writes it ``flush_after`` s later if no claim comes
+    first; until then a retry in this process finds it in memory and one in another process waits
+    for it, as for a handler still running. A process that dies with replies still queued loses
+    them: their pending marks lapse after the lease, as if it had died before answering.
 
     The same record can also bind a plaintext push's (timestamp, nonce, signature) to its body
     (:meth:`claim`'s ``bind``): the claim then counts only if the triple was not bound to another
@@ -191,6 +195,8 @@ class FileDedupStore:
     name = "filesystem"
     #: :meth:`claim` can bind a push's signature to its body in the same write.
     binds = True
+    #: The longest a recorded reply waits for a claim to ride with before it is written on its own.
+    flush_after = 0.05
 
     def __init__(
         self,
@@ -215,6 +221,8 @@ class FileDedupStore:
         self._reset()
         self._broken = ""  # why the last write failed
         self._broken_until = 0.0
+        #: Set after each pass of the flusher thread (tests wait on it).
+        self.flushed = threading.Event()
         try:
             self._folders(self.root)
         except CacheUnavailable as exc:  # a folder we cannot write: claims say so
@@ -225,6 +233,10 @@ class FileDedupStore:
         """Fresh per-process state (also in a forked child; the files and what was read stay valid)."""
         self._lock = threading.Lock()
         self._claimed: dict[str, tuple[_Log, bytes, int]] = {}  # key -> its claim made here
+        self._unsent: list[tuple[_Log, bytes, bytes]] = []  # replies to write: (file, key, record)
+        self._unsent_replies: dict[bytes, bytes] = {}
+        self._wake = threading.Event()
+        self._flusher: threading.Thread | None = None
         self._owner = int.from_bytes(os.urandom(8), "big")  # claims of this process: _owner + n
 
     def __repr__(self) -> str:
@@ -298,10 +310,10 @@ class FileDedupStore:
                     if mark is None and previous is not None:
                         found, mark = previous, previous.marks.get(name)
                     if mark is not None and (mark[2] >= 0 or mark[0] > now):
-                        return self._value(found, mark)  # a reply, or a live claim: no write
+                        return self._value(found, mark, name)  # a reply, or a live claim: no write
                 self._owner = owner = (self._owner + 1) & 0xFFFF_FFFF_FFFF_FFFF
                 if self._append(log, _CLAIM, name, bound, body, now, now + lease, owner, b""):
-                    # Nothing came before it: what _apply would make of it, without reading it back.
+                    # Nothing of others' came before it: what _apply would make of it, unread.
                     if bound is not _NONE and bound not in log.bound:
                         log.bound[bound] = body
                     if name is not _NONE:
@@ -318,7 +330,7 @@ class FileDedupStore:
                 if mark is None:
                     raise CacheUnavailable("filesystem dedup store: a claim did not read back")
                 if mark[1] != owner:
-                    return self._value(log, mark)  # another process's claim came first
+                    return self._value(log, mark, name)  # another process's claim came first
                 self._claimed[key] = (log, name, owner)
             except OSError as exc:
                 self._failed(f"filesystem dedup store: {exc.strerror or exc}")
@@ -337,12 +349,14 @@ class FileDedupStore:
                         self._sync(log)
                         mark = log.marks.get(name)
                         if mark is not None:
-                            return self._value(log, mark)
+                            return self._value(log, mark, name)
                 return None
             except OSError as exc:
                 raise CacheUnavailable(f"filesystem dedup store: {exc.strerror or exc}") from None
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
+        """Queue the reply: it rides in this process's next claim's write, or a thread writes it
+        ``flush_after`` s later if no claim comes first (a retry here finds it in memory)."""
         with self._lock:
             claimed = self._claimed.pop(key, None)
             if claimed is None:
@@ -350,21 +364,28 @@ class FileDedupStore:
             log, name, owner = claimed
             if log.fd < 0:  # its file expired meanwhile
                 return
-            try:
-                if self._append(log, _REPLY, name, _NONE, _NOBODY, 0.0, 0.0, owner, reply):
-                    mark = log.marks.get(name)
-                    if mark is not None and mark[2] < 0:  # what _apply would do
-                        mark[2], mark[3] = log.offset - _CRC.size - len(reply), len(reply)
-            except OSError as exc:
-                self._failed(f"filesystem dedup store: {exc.strerror or exc}")
-                raise CacheUnavailable(self._broken) from None
+            self._unsent.append((log, name, _record(_REPLY, name, _NONE, _NOBODY, 0.0, 0.0, owner, reply)))
+            self._unsent_replies[name] = reply
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=_file_flusher, args=(weakref.ref(self),), daemon=True)
+                self._flusher.name = "wxmp-dedup-flusher"
+                self._flusher.start()
+        if not self._wake.is_set():
+            self._wake.set()
 
     def release(self, key: str) -> None:
         with self._lock:
             self._claimed.pop(key, None)  # the lease lapses
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Nothing waits to be written: every claim and reply is on disk when its call returns."""
+        """Write the queued replies now; False if a write failed."""
+        with self._lock:
+            try:
+                for log in {id(log): log for log, _, _ in self._unsent}.values():
+                    self._append_raw(log, b"")
+            except (OSError, CacheUnavailable) as exc:
+                self._failed(f"filesystem dedup store: {getattr(exc, 'strerror', None) or exc}")
+                return False
         return True
 
     # -- the files --
@@ -373,11 +394,15 @@ class FileDedupStore:
         """A new span: read the old file once more, open the new one, retire what no lookup reads."""
         for old in [s for s in self._logs if s < start - self.span]:  # out of every lookup
             log = self._logs.pop(old)
+            if any(item[0] is log for item in self._unsent):
+                self._append_raw(log, b"")  # replies still queued for it go first
             os.close(log.fd)
             log.fd = -1
             log.marks.clear()
             log.bound.clear()
-        if self._current.fd >= 0:  # what was appended to it since we last looked
+        if self._current.fd >= 0:  # our replies queued for it, then what was appended since we looked
+            if any(item[0] is self._current for item in self._unsent):
+                self._append_raw(self._current, b"")
             self._sync(self._current)
         previous = start - self.span
         if previous not in self._logs:  # a new process: what the previous span's file says, if any
@@ -429,20 +454,49 @@ class FileDedupStore:
         owner: int,
         payload: bytes,
     ) -> bool:
-        """Append one record; True if it landed at ``log.offset`` (which then moves past it)."""
-        record = _HEAD.pack(_MAGIC, kind, name, bound, body, at, until, owner, len(payload)) + payload
-        record += _CRC.pack(zlib.crc32(record))
-        if log.offset + len(record) > self.max_bytes:
-            raise CacheUnavailable(f"filesystem dedup store: a file is over {self.max_bytes} bytes")
-        if os.write(log.fd, record) != len(record):  # a full disk: the CRC makes readers skip it
-            raise OSError(errno.ENOSPC, "short write")
-        # O_APPEND leaves the descriptor's offset at the end of this write (or, if a forked process
-        # shares the descriptor, of a later one): ending exactly one record past what was read means
-        # it landed right there, with nothing before it to read.
-        if os.lseek(log.fd, 0, os.SEEK_CUR) == log.offset + len(record):
-            log.offset += len(record)
+        """Append one record (after this process's queued replies to ``log``, in the same write);
+        True if it landed right after what was read, with nothing of others' before it."""
+        return self._append_raw(log, _record(kind, name, bound, body, at, until, owner, payload))
+
+    def _append_raw(self, log: _Log, record: bytes) -> bool:
+        unsent = self._unsent
+        if not unsent:
+            replies: list[tuple[_Log, bytes, bytes]] = []
+            data = record
+        else:
+            if len(unsent) == 1 and unsent[0][0] is log:  # the usual case: the last push's reply
+                replies, rest = unsent, []
+            else:
+                replies = [item for item in unsent if item[0] is log]
+                rest = [item for item in unsent if item[0] is not log]
+            data = b"".join([r for _, _, r in replies] + [record]) if replies else record
+        if not data:
             return True
-        return False
+        if record and log.offset + len(data) > self.max_bytes:  # replies are owed whatever the size
+            if replies:
+                self._append_raw(log, b"")
+            raise CacheUnavailable(f"filesystem dedup store: a file is over {self.max_bytes} bytes")
+        if os.write(log.fd, data) != len(data):  # a full disk: the CRC makes readers skip what is torn
+            raise OSError(errno.ENOSPC, "short write")
+        start = log.offset
+        if replies:
+            self._unsent = rest
+            for _, name, _ in replies:
+                self._unsent_replies.pop(name, None)
+        # O_APPEND leaves the descriptor's offset at the end of this write (or, if a forked process
+        # shares the descriptor, of a later one): ending exactly one write past what was read means
+        # it landed right there, with nothing before it to read.
+        if os.lseek(log.fd, 0, os.SEEK_CUR) != start + len(data):
+            return False
+        log.offset = start + len(data)
+        pos = start
+        for _, name, r in replies:  # what _apply would do with our replies
+            pos += len(r)
+            mark = log.marks.get(name)
+            size = len(r) - _HEAD.size - _CRC.size
+            if mark is not None and mark[2] < 0:
+                mark[2], mark[3] = pos - _CRC.size - size, size
+        return True
 
     def _sync(self, log: _Log) -> None:
         """Apply the records appended since this process last read ``log``."""
@@ -456,9 +510,9 @@ class FileDedupStore:
             data = b"".join(chunks)
         log.offset += _apply(log, data, log.offset)
 
-    def _value(self, log: _Log, mark: list[Any]) -> bytes:
+    def _value(self, log: _Log, mark: list[Any], name: bytes = _NONE) -> bytes:
         if mark[2] < 0:
-            return PENDING
+            return self._unsent_replies.get(name, PENDING)  # ours, not written yet; or pending
         if not mark[3]:
             return b""
         return os.pread(log.fd, mark[3], mark[2])
@@ -475,6 +529,30 @@ class FileDedupStore:
 
 def _name(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:20]
+
+
+def _record(
+    kind: int, name: bytes, bound: bytes, body: bytes, at: float, until: float, owner: int, payload: bytes
+) -> bytes:
+    record = _HEAD.pack(_MAGIC, kind, name, bound, body, at, until, owner, len(payload)) + payload
+    return record + _CRC.pack(zlib.crc32(record))
+
+
+def _file_flusher(ref: weakref.ref[FileDedupStore]) -> None:
+    """Writes replies no claim took along within ``flush_after`` s; holds its store weakly."""
+    while (store := ref()) is not None:
+        wake, delay = store._wake, store.flush_after
+        del store
+        if not wake.wait(30):
+            continue
+        time.sleep(delay)
+        store = ref()
+        if store is None or store._wake is not wake:
+            return  # gone, or forked: the child has a flusher of its own
+        wake.clear()
+        store.flush()
+        store.flushed.set()
+        del store
 
 
 def _apply(log: _Log, data: bytes, base: int) -> int:
@@ -525,6 +603,14 @@ def _resync(data: bytes, pos: int) -> int:
 
 
 _FILE_STORES: weakref.WeakSet[FileDedupStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_files_at_exit() -> None:
+    """A clean exit writes the replies still queued (a crash loses them; see FileDedupStore)."""
+    for store in list(_FILE_STORES):
+        with contextlib.suppress(Exception):
+            store.flush()
 
 
 def _before_fork() -> None:
