@@ -123,7 +123,8 @@ def open_store(
 #: Files are named by a span of at least this many seconds (and a multiple of it).
 SPAN_STEP = 60
 #: Bytes one file may hold; beyond it, messages run without dedup (with the usual warning) until
-#: the next file starts, rather than fill the disk. About 200,000 messages with short replies.
+#: the next file starts, rather than fill the disk: about 140,000 messages with 300-byte replies, so
+#: a span of the default 660 s holds some 200 messages a second (past that, dedup on Redis).
 MAX_BYTES = 64 << 20
 #: After a write failed (a folder that cannot be written, a full disk), claims say "unavailable" this long.
 RETRY_AFTER = 5.0
