@@ -375,3 +375,26 @@ def test_wechat_user_drives_an_asgi_app_directly(acct, fake):
     assert u.send_text("direct") == TextReply("hello Ada: direct")
     assert u.send_text("sync please").content == "plain sync please"
     assert acct.seen["plain_on_loop"] is False
+
+
+def test_slow_and_ordinary_coroutine_handlers_on_a_bare_callback():
+    # A bare Callback makes its slow-handler runner on first use, behind ASGI as behind WSGI: the
+    # slow handler runs as a slow job (a wxmp-slow worker), the ordinary one on the loop, each once.
+    cb = WsgiCallback(TOKEN)
+    runs: list[tuple[str, str]] = []
+
+    @cb.on("text", match="^slow", slow=True)
+    async def slow(msg: Any) -> str:
+        runs.append(("slow", threading.current_thread().name))
+        return "slow done"
+
+    @cb.on("text")
+    async def ordinary(msg: Any) -> str:
+        runs.append(("ordinary", threading.current_thread().name))
+        return "ordinary"
+
+    u = WeChatUser(AsgiCallback(cb), TOKEN)
+    assert u.send_text("slow one") == TextReply("slow done")
+    assert u.send_text("hello") == TextReply("ordinary")
+    assert [what for what, _ in runs] == ["slow", "ordinary"]
+    assert runs[0][1].startswith("wxmp-slow") and runs[1][1] == "WeChatUser-asgi"

@@ -181,9 +181,9 @@ class AsgiCallback:
         ``async def`` handler is awaited here, between the same dedup claim and record.
         """
         cb = self.callback
-        if cb.router.has_slow and cb.slow is not None:
+        if cb.router.has_slow:
             # Slow handlers (wxmp.slow): the delivery waits for the result on the loop, no thread held.
-            slow = await cb.slow.process_async(msg)
+            slow = await cb._slow_runner().process_async(msg)
             if slow is not None:
                 return slow
         found = cb.router.resolve(msg)

@@ -284,7 +284,7 @@ class Callback:
         recorded for an encrypted push is never answered to a plaintext one (and the reverse).
         """
         # Slow handlers (wxmp.slow) keep their own claim/lease/result records; None: not theirs.
-        if self.router.has_slow and (slow := self._slow_reply(msg)) is not None:
+        if self.router.has_slow and (slow := self._slow_runner().process(msg)) is not None:
             return slow
         dedup = self.dedup
         if dedup is None:
@@ -306,12 +306,13 @@ class Callback:
         dedup.record(mode_key, reply)
         return reply
 
-    def _slow_reply(self, msg: Message) -> str | None:
+    def _slow_runner(self) -> SlowRunner:
+        """The runner of the slow handlers: ``slow`` (an Account sets it), else one made on first use."""
         if self.slow is None:
             from .slow import SlowRunner
 
             self.slow = SlowRunner(self)
-        return self.slow.process(msg)
+        return self.slow
 
     def _run(self, msg: Message) -> str:
         try:
