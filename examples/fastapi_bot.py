@@ -2,7 +2,7 @@
 
 Install and run (one command after the install):
 
-    pip install 'wxmp[asgi]'
+    pip install 'flask-wxmp[asgi]'
     uvicorn examples.fastapi_bot:app          # WeChat talks to http://<host>:8000/wechat
 
 Configuration comes from environment variables: WXMP_TOKEN [wxmpdemo], WXMP_APPID, WXMP_SECRET,

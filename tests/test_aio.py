@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -11,7 +12,13 @@ import pytest
 from wxmp import Account, NetworkError
 from wxmp.aio import AsyncApiClient
 from wxmp.client import Call
-from wxmp.errors import InvalidOpenIDError, QuotaExceededError, SystemBusyError, TokenInvalidError
+from wxmp.errors import (
+    ConfigError,
+    InvalidOpenIDError,
+    QuotaExceededError,
+    SystemBusyError,
+    TokenInvalidError,
+)
 from wxmp.testing import FakeWeChat
 from wxmp.testing.servers import free_port
 
@@ -212,3 +219,16 @@ def test_sync_only_client_pieces_refuse_clearly(fake):
     client = AsyncApiClient(fake.url)
     with pytest.raises(TypeError, match="TokenManager"):
         client.fetch_access_token("a", "b", stable=True, force=False)
+
+
+def test_without_httpx_the_error_names_the_extra_to_install(fake, monkeypatch):
+    acct = account(fake)
+    monkeypatch.setitem(sys.modules, "httpx", None)  # import httpx raises ImportError
+
+    async def main():
+        await acct.aio.user.get("o1")
+
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(main())
+    # the distribution is flask-wxmp: "pip install wxmp[...]" would fetch somebody else's package
+    assert str(info.value) == "WXMP_API_BASE: the async client needs httpx: pip install 'flask-wxmp[async]'"

@@ -7,6 +7,7 @@ FastAPI; the cross-process dedup test is in test_asgi_fleet.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import warnings
@@ -19,14 +20,17 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     from starlette.testclient import TestClient
 
-from wxmp import Account
+from wxmp import Account, signals
 from wxmp.asgi import AsgiCallback, Callback
+from wxmp.messages import parse
 from wxmp.middleware import Callback as WsgiCallback
 from wxmp.replies import TextReply
 from wxmp.testing import FakeWeChat, WeChatUser
+from wxmp.testing.clock import FakeClock
 
 TOKEN = "asgitoken"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+APPID = "wx1234567890abcdef"
 
 
 class _Response:
@@ -375,3 +379,405 @@ def test_wechat_user_drives_an_asgi_app_directly(acct, fake):
     assert u.send_text("direct") == TextReply("hello Ada: direct")
     assert u.send_text("sync please").content == "plain sync please"
     assert acct.seen["plain_on_loop"] is False
+
+
+# -- the ASGI messages themselves, driven by hand (no server in between) -------------------------
+
+
+class Exchange:
+    """One ASGI connection: the messages the app will receive, what it sent, how often it read."""
+
+    def __init__(self, *incoming: dict[str, Any]) -> None:
+        self.incoming = list(incoming)
+        self.sent: list[dict[str, Any]] = []
+        self.reads = 0
+
+    async def receive(self) -> dict[str, Any]:
+        self.reads += 1
+        return self.incoming.pop(0)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    @property
+    def status(self) -> int:
+        return int(self.sent[0]["status"])
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m["body"] for m in self.sent[1:])
+
+
+def http_scope(
+    method: str = "POST",
+    path: str = "/wechat",
+    query: dict[str, str] | None = None,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+    **extra: Any,
+) -> dict[str, Any]:
+    qs = "&".join(f"{k}={v}" for k, v in (query or {}).items()).encode()
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": qs,
+        "headers": list(headers),
+        **extra,
+    }
+
+
+def run(app: Any, scope: dict[str, Any], *incoming: dict[str, Any]) -> Exchange:
+    exchange = Exchange(*incoming)
+    asyncio.run(app(scope, exchange.receive, exchange.send))
+    return exchange
+
+
+def body(data: bytes, more: bool = False) -> dict[str, Any]:
+    return {"type": "http.request", "body": data, "more_body": more}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1714036504.0)
+
+
+def test_answers_are_exact_asgi_messages(clock):
+    cb = WsgiCallback(TOKEN, clock=clock)
+    cb.on("text")(lambda msg: "got " + msg.content)
+    u = WeChatUser(cb, TOKEN, clock=clock)
+    app = AsgiCallback(cb)
+    echo = run(app, http_scope("GET", query={**u._signed(), "echostr": "e-1"}))
+    assert echo.sent == [
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"3")],
+        },
+        {"type": "http.response.body", "body": b"e-1"},
+    ]
+    push = run(app, http_scope(query=u._signed()), body(u.message_xml("text", {"Content": "hi"})))
+    assert push.status == 200
+    assert push.sent[0]["headers"] == [
+        (b"content-type", b"application/xml; charset=utf-8"),
+        (b"content-length", str(len(push.body)).encode()),
+    ]
+    assert b"<Content><![CDATA[got hi]]></Content>" in push.body
+
+
+def test_other_paths_and_websockets_without_a_wrapped_app():
+    app = AsgiCallback(WsgiCallback(TOKEN))
+    other = run(app, http_scope("GET", path="/elsewhere"))
+    assert (other.status, other.body) == (404, b"not found")
+    ws = run(app, {"type": "websocket", "path": "/wechat", "query_string": b"", "headers": []})
+    assert ws.sent == [{"type": "websocket.close", "code": 1000}]
+
+
+def test_lifespan_of_a_bare_callback():
+    lifespan = run(
+        AsgiCallback(WsgiCallback(TOKEN)),
+        {"type": "lifespan"},
+        {"type": "lifespan.startup"},
+        {"type": "lifespan.shutdown"},
+    )
+    assert lifespan.sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
+
+
+def test_lifespan_shutdown_closes_the_loops_api_connections(acct):
+    async def serve() -> tuple[Any, Exchange]:
+        assert (await acct.aio.user.get("oAsync"))["nickname"] == "Ada"
+        pool = acct.aio.client._http()  # this loop's httpx pool, opened by the call
+        lifespan = Exchange({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
+        await acct.asgi({"type": "lifespan"}, lifespan.receive, lifespan.send)
+        return pool, lifespan
+
+    pool, lifespan = asyncio.run(serve())
+    assert lifespan.sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
+    assert pool.is_closed
+
+
+def test_refusals_log_the_reason_and_the_client_address(caplog):
+    app = AsgiCallback(WsgiCallback(TOKEN))
+    unsigned = {"signature": "0" * 40, "timestamp": "1", "nonce": "1"}
+    with caplog.at_level(logging.WARNING, logger="wxmp.callback"):
+        put = run(app, http_scope("PUT", client=("203.0.113.7", 4242)))
+        anonymous = run(app, http_scope("GET", query=unsigned))  # an ASGI scope may omit the client
+    assert (put.status, put.body) == (405, b"method not allowed")
+    assert (anonymous.status, anonymous.body) == (403, b"signature check failed")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "wxmp callback refused (405): method PUT, from 203.0.113.7"
+    assert lines[1].startswith("wxmp callback refused (403): timestamp") and lines[1].endswith(", from ?")
+
+
+def sized_callback(clock: FakeClock) -> tuple[WsgiCallback, WeChatUser, bytes]:
+    """A callback whose body limit is exactly the size of one push."""
+    u = WeChatUser(WsgiCallback(TOKEN), TOKEN, clock=clock)
+    xml = u.message_xml("text", {"Content": "fits"}, msg_id=1)
+    cb = WsgiCallback(TOKEN, clock=clock, max_body=len(xml))
+    cb.on("text")(lambda msg: "read " + msg.content)
+    return cb, WeChatUser(cb, TOKEN, clock=clock), xml
+
+
+def test_a_body_of_exactly_the_limit_is_read(clock):
+    cb, u, xml = sized_callback(clock)
+    app = AsgiCallback(cb)
+    length = ((b"content-length", str(len(xml)).encode()),)
+    declared = run(app, http_scope(query=u._signed(), headers=length), body(xml[:9], True), body(xml[9:]))
+    assert declared.status == 200 and b"<![CDATA[read fits]]>" in declared.body
+    # no Content-Length (chunked), and the last message has no "body" key (ASGI: empty by default)
+    chunked = run(app, http_scope(query=u._signed()), body(xml, True), {"type": "http.request"})
+    assert chunked.status == 200 and b"<![CDATA[read fits]]>" in chunked.body
+
+
+def test_a_body_over_the_limit_is_413_as_soon_as_it_shows(clock, caplog):
+    cb, u, xml = sized_callback(clock)
+    app = AsgiCallback(cb)
+    too_long = ((b"content-length", str(len(xml) + 1).encode()),)
+    with caplog.at_level(logging.WARNING, logger="wxmp.callback"):
+        declared = run(app, http_scope(query=u._signed(), headers=too_long), body(xml + b" "))
+        streamed = run(
+            app, http_scope(query=u._signed()), body(xml, True), body(b" ", True), body(b"never read")
+        )
+        bad = run(app, http_scope(query=u._signed(), headers=((b"content-length", b"12x"),)), body(xml))
+    assert (declared.status, declared.body, declared.reads) == (413, b"body too large", 0)
+    assert (streamed.status, streamed.body, streamed.reads) == (413, b"body too large", 2)
+    assert (bad.status, bad.body, bad.reads) == (400, b"bad request", 0)
+    reasons = [r.getMessage().split(": ", 1)[1] for r in caplog.records]
+    assert reasons == [
+        f"body of {len(xml) + 1} bytes, from ?",
+        "body over the limit, from ?",
+        "bad Content-Length, from ?",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["async", "plain"])
+def test_a_plaintext_and_an_encrypted_push_of_one_message_are_not_duplicates(clock, kind):
+    cb = WsgiCallback(TOKEN, AES_KEY, APPID, clock=clock, allow_plaintext=True)
+    runs: list[str] = []
+
+    def answer(msg: Any) -> str:
+        runs.append(msg.content)
+        return f"run {len(runs)}"
+
+    async def answer_async(msg: Any) -> str:
+        return answer(msg)
+
+    cb.on("text")(answer_async if kind == "async" else answer)
+    app = AsgiCallback(cb)
+    plain = WeChatUser(app, TOKEN, aes_key=AES_KEY, appid=APPID, mode="plain", clock=clock)
+    safe = WeChatUser(app, TOKEN, aes_key=AES_KEY, appid=APPID, mode="safe", clock=clock)
+    xml = plain.message_xml("text", {"Content": "twice"}, msg_id=7)
+    assert plain.send_raw(xml) == TextReply("run 1")
+    assert safe.send_raw(xml) == TextReply("run 2")  # another mode: its own run, its own reply
+    assert plain.send_raw(xml) == TextReply("run 1")  # WeChat's retries, each answered in its mode
+    assert safe.send_raw(xml) == TextReply("run 2")
+    assert runs == ["twice", "twice"]
+
+
+@pytest.mark.parametrize("kind", ["async", "plain"])
+def test_process_called_directly_is_a_plaintext_delivery(clock, kind):
+    cb = WsgiCallback(TOKEN, AES_KEY, APPID, clock=clock, allow_plaintext=True)
+    runs: list[str] = []
+
+    def answer(msg: Any) -> str:
+        runs.append(msg.content)
+        return "once"
+
+    async def answer_async(msg: Any) -> str:
+        return answer(msg)
+
+    cb.on("text")(answer_async if kind == "async" else answer)
+    app = AsgiCallback(cb)
+    u = WeChatUser(app, TOKEN, mode="plain", clock=clock)
+    xml = u.message_xml("text", {"Content": "direct"}, msg_id=8)
+    assert "<Content><![CDATA[once]]></Content>" in asyncio.run(app.process(parse(xml)))
+    assert u.send_raw(xml) == TextReply("once")  # the plaintext retry finds that reply
+    assert runs == ["direct"]
+
+
+def test_coroutine_handlers_are_awaited_on_the_servers_loop(clock):
+    cb = WsgiCallback(TOKEN, clock=clock)
+    where: dict[str, str] = {}
+
+    async def tagged(tag: str, msg: Any) -> str:
+        where[tag] = threading.current_thread().name
+        return tag
+
+    class Greeter:
+        async def __call__(self, msg: Any) -> str:
+            return await tagged("object", msg)
+
+    cb.on("text", match="^partial")(functools.partial(tagged, "partial"))
+    cb.on("text", match="^object")(Greeter())
+    cb.on("text", match="^coroutine")(lambda msg: tagged("coroutine", msg))  # returns a coroutine
+    cb.on("text", match="^native")(functools.partial(functools.partial(tagged), "native"))
+
+    @cb.on("text")
+    def plain(msg: Any) -> str:
+        where["plain"] = threading.current_thread().name
+        return "plain"
+
+    u = WeChatUser(AsgiCallback(cb), TOKEN, clock=clock)  # serves on the thread "WeChatUser-asgi"
+    for text in ("partial", "object", "coroutine", "native", "plain"):
+        assert u.send_text(text) == TextReply(text)
+    loop = "WeChatUser-asgi"
+    assert (where["partial"], where["object"], where["native"]) == (loop, loop, loop)
+    # a plain function (even one returning a coroutine) runs in a worker thread, as under WSGI
+    assert where["coroutine"] != loop and where["plain"] != loop
+
+
+def test_without_dedup_every_delivery_runs_the_coroutine_handler(clock):
+    cb = WsgiCallback(TOKEN, clock=clock, dedup=False)
+    runs: list[str] = []
+
+    @cb.on("text", match=r"^(\w+)")
+    async def first_word(msg: Any) -> str:
+        runs.append(msg.match.group(1))
+        return f"run {len(runs)}: {msg.match.group(1)}"
+
+    u = WeChatUser(AsgiCallback(cb), TOKEN, clock=clock)
+    xml = u.message_xml("text", {"Content": "again and again"}, msg_id=5)
+    assert u.send_raw(xml) == TextReply("run 1: again")
+    assert u.send_raw(xml) == TextReply("run 2: again")
+
+
+def test_signals_of_the_coroutine_path(clock):
+    sender = object()
+    cb = WsgiCallback(TOKEN, clock=clock, sender=sender)
+
+    @cb.on("text", match="^boom")
+    async def boom(msg: Any) -> str:
+        raise RuntimeError("async bug")
+
+    @cb.on("text")
+    async def fine(msg: Any) -> str:
+        return "fine"
+
+    got: list[tuple[str, dict[str, Any]]] = []
+    receivers = {}
+    for name in ("reply_sent", "duplicate_message", "handler_failed"):
+        receivers[name] = functools.partial(lambda name, _sender, **kw: got.append((name, kw)), name)
+        getattr(signals, name).connect(receivers[name], sender=sender, weak=False)
+    try:
+        u = WeChatUser(AsgiCallback(cb), TOKEN, clock=clock)
+        xml = u.message_xml("text", {"Content": "hello"}, msg_id=21)
+        assert u.send_raw(xml) == u.send_raw(xml) == TextReply("fine")
+        assert u.send_text("boom", msg_id=22) is None
+    finally:
+        for name, receiver in receivers.items():
+            getattr(signals, name).disconnect(receiver)
+    assert [name for name, _ in got] == ["reply_sent", "duplicate_message", "handler_failed"]
+    sent, duplicate, failed = (kw for _, kw in got)
+    assert (sent["message"].msg_id, sent["reply"]) == (21, TextReply("fine"))
+    assert duplicate == {"key": parse(xml).dedup_key}
+    assert failed["message"].msg_id == 22
+    assert isinstance(failed["exception"], RuntimeError) and str(failed["exception"]) == "async bug"
+
+
+def test_a_retry_in_the_next_minute_finds_the_filesystem_mark(tmp_path):
+    from cachelib import FileSystemCache
+
+    from wxmp.cache import SharedStore
+
+    # The filesystem store files a message under its CreateTime's minute: the coroutine path must
+    # hand the claim that CreateTime, or a retry after the minute turned looks in another folder.
+    clock = FakeClock(60 * (1714036504 // 60) + 58)
+    cb = WsgiCallback(TOKEN, clock=clock, store=SharedStore(FileSystemCache(str(tmp_path)), probe=False))
+    seen: list[str] = []
+
+    @cb.on("text")
+    async def once(msg: Any) -> str:
+        seen.append(msg.content)
+        return "once"
+
+    u = WeChatUser(AsgiCallback(cb), TOKEN, clock=clock)
+    xml = u.message_xml("text", {"Content": "tick"}, msg_id=11)
+    assert u.send_raw(xml) == TextReply("once")
+    clock.advance(5)  # WeChat's retry, in the next minute, with the same CreateTime
+    assert u.send_raw(xml) == TextReply("once")
+    assert seen == ["tick"]
+
+
+def test_a_cancelled_coroutine_handler_gives_its_claim_up(clock):
+    cb = WsgiCallback(TOKEN, clock=clock)
+    app = AsgiCallback(cb)
+    assert cb.dedup is not None
+    released: list[str] = []
+    backend = cb.dedup.backend
+
+    class Recording:
+        """The dedup store, noting which claims are given up (then left to lapse)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(backend, name)
+
+        def release(self, key: str) -> None:
+            released.append(key)
+            backend.release(key)
+
+    cb.dedup.backend = Recording()  # type: ignore[assignment]
+    runs: list[str] = []
+
+    async def deliver(msg: Any) -> None:
+        started = asyncio.Event()
+
+        @cb.on("text")
+        async def hangs(msg: Any) -> str:
+            runs.append(msg.content)
+            started.set()
+            await asyncio.Event().wait()  # until cancelled (the client went away, shutdown)
+            return "never"
+
+        task = asyncio.create_task(app.process(msg))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    msg = parse(WeChatUser(cb, TOKEN, clock=clock).message_xml("text", {"Content": "hang"}, msg_id=9))
+    asyncio.run(deliver(msg))
+    assert runs == ["hang"]
+    assert released == ["raw:" + msg.dedup_key]  # WeChat's retry after the lease runs it again
+
+
+def test_slow_and_ordinary_coroutine_handlers_on_a_bare_callback():
+    # A bare Callback makes its slow-handler runner on first use, behind ASGI as behind WSGI: the
+    # slow handler runs as a slow job (a wxmp-slow worker), the ordinary one on the loop, each once.
+    cb = WsgiCallback(TOKEN)
+    runs: list[tuple[str, str]] = []
+
+    @cb.on("text", match="^slow", slow=True)
+    async def slow(msg: Any) -> str:
+        runs.append(("slow", threading.current_thread().name))
+        return "slow done"
+
+    @cb.on("text")
+    async def ordinary(msg: Any) -> str:
+        runs.append(("ordinary", threading.current_thread().name))
+        return "ordinary"
+
+    u = WeChatUser(AsgiCallback(cb), TOKEN)
+    assert u.send_text("slow one") == TextReply("slow done")
+    assert u.send_text("hello") == TextReply("ordinary")
+    assert [what for what, _ in runs] == ["slow", "ordinary"]
+    assert runs[0][1].startswith("wxmp-slow") and runs[1][1] == "WeChatUser-asgi"
+
+
+def test_the_callback_path_under_a_root_path(clock):
+    cb = WsgiCallback(TOKEN, clock=clock)
+    u = WeChatUser(cb, TOKEN, clock=clock)
+
+    async def other(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"other app"})
+
+    def get(app: Any, path: str, **root: str) -> bytes:
+        return run(app, http_scope("GET", path=path, query={**u._signed(), "echostr": "ours"}, **root)).body
+
+    alone, wrapped = AsgiCallback(cb), AsgiCallback(cb, app=other)
+    assert get(alone, "/bot/wechat", root_path="/bot") == b"ours"  # Starlette's Mount: the full path
+    assert get(alone, "/wechat", root_path="/bot") == b"ours"  # a server that strips the prefix
+    assert get(alone, "/bot", root_path="/bot") == b"ours"  # the mount point itself
+    assert get(alone, "/bot/", root_path="/bot") == b"ours"
+    assert get(alone, "/") == b"not found"  # no root_path: "/" is just another path
+    assert get(wrapped, "/bot/", root_path="/bot") == b"other app"  # wrapping: the exact path only
+    assert get(wrapped, "/bot/wechat", root_path="/bot") == b"ours"

@@ -25,13 +25,14 @@ tool = load_tool()
 
 
 def functions_of(path: Path) -> set[str]:
-    """Top-level functions and methods as the tool names them: ``f`` and ``Class.method``."""
+    """Top-level functions and methods (``async def`` too) as the tool names them: ``f`` and ``Class.method``."""
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
     names = set()
     for node in ast.parse(path.read_text("utf-8")).body:
-        if isinstance(node, ast.FunctionDef):
+        if isinstance(node, functions):
             names.add(node.name)
         elif isinstance(node, ast.ClassDef):
-            names.update(f"{node.name}.{n.name}" for n in node.body if isinstance(n, ast.FunctionDef))
+            names.update(f"{node.name}.{n.name}" for n in node.body if isinstance(n, functions))
     return names
 
 

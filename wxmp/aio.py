@@ -61,7 +61,7 @@ def _httpx() -> Any:
         import httpx
     except ImportError:
         raise ConfigError(
-            "WXMP_API_BASE", "the async client needs httpx: pip install 'wxmp[async]'"
+            "WXMP_API_BASE", "the async client needs httpx: pip install 'flask-wxmp[async]'"
         ) from None
     return httpx
 

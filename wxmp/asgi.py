@@ -98,7 +98,7 @@ class AsgiCallback:
     def _ours(self, scope: Scope) -> bool:
         """The callback path; or, mounted under a prefix with nothing wrapped, the mount point."""
         # Starlette's Mount keeps the full path and extends root_path; uvicorn --root-path may not.
-        path: str = scope.get("path", "")
+        path: str = scope["path"]
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
@@ -121,11 +121,10 @@ class AsgiCallback:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         cb = self.callback
-        method = scope.get("method")
+        method = scope["method"]
         client = scope.get("client")
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": method,
-            "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        environ: dict[str, Any] = {  # what the WSGI callback's steps read
+            "QUERY_STRING": scope["query_string"].decode("latin-1"),
             "REMOTE_ADDR": client[0] if client else "?",
         }
         try:
@@ -152,7 +151,7 @@ class AsgiCallback:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.callback.max_body
-        for name, value in scope.get("headers", ()):
+        for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     size = int(value)
@@ -186,9 +185,9 @@ class AsgiCallback:
         if binding is not None and not cb._binds_with_claim():
             await asyncio.to_thread(cb.marks.bind, *binding)
             binding = None
-        if cb.router.has_slow and cb.slow is not None:
+        if cb.router.has_slow:
             # Slow handlers (wxmp.slow): the delivery waits for the result on the loop, no thread held.
-            slow = await cb.slow.process_async(msg)
+            slow = await cb._slow_runner().process_async(msg)
             if slow is not None:
                 return slow
         found = cb.router.resolve(msg)

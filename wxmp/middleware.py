@@ -301,7 +301,7 @@ class Callback:
             self.marks.bind(*binding)
             binding = None
         # Slow handlers (wxmp.slow) keep their own claim/lease/result records; None: not theirs.
-        if self.router.has_slow and (slow := self._slow_reply(msg)) is not None:
+        if self.router.has_slow and (slow := self._slow_runner().process(msg)) is not None:
             return slow
         if dedup is None:
             return self._run(msg)
@@ -333,12 +333,13 @@ class Callback:
         except SignatureReused:
             raise _Refused(403, "signature check failed", "a seen signature with another body") from None
 
-    def _slow_reply(self, msg: Message) -> str | None:
+    def _slow_runner(self) -> SlowRunner:
+        """The runner of the slow handlers: ``slow`` (an Account sets it), else one made on first use."""
         if self.slow is None:
             from .slow import SlowRunner
 
             self.slow = SlowRunner(self)
-        return self.slow.process(msg)
+        return self.slow
 
     def _run(self, msg: Message) -> str:
         try:
