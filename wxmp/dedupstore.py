@@ -26,6 +26,7 @@ import base64
 import collections
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import shutil
@@ -755,12 +756,13 @@ class RedisDedupStore:
         name = self._key(key)
         px = max(1, int(lease * 1000))
         if bind is not None and self._set_get:
-            return self._use(lambda pipe: self._claim_bound(pipe, name, px, bind))  # type: ignore[no-any-return]
+            claim_bound = functools.partial(self._claim_bound, name=name.encode(), px=b"%d" % px, bind=bind)
+            return self._use(claim_bound)  # type: ignore[no-any-return]
 
         def op(pipe: _Pipe) -> Any:
             conn = pipe.conn
             if self._set_get:
-                pipe.send("SET", name, PENDING, "NX", "PX", px, "GET")
+                pipe.send(b"SET", name.encode(), PENDING, b"NX", b"PX", b"%d" % px, b"GET")
                 pipe.drain()
                 try:
                     return conn.read_response()
@@ -779,13 +781,22 @@ class RedisDedupStore:
             return CONFLICT
         return self._use(op)  # type: ignore[no-any-return]
 
-    def _claim_bound(self, pipe: _Pipe, name: str, px: int, bind: tuple[str, bytes]) -> bytes | None:
+    def _claim_bound(self, pipe: _Pipe, name: bytes, px: bytes, bind: tuple[str, bytes]) -> bytes | None:
+        # On every plaintext push: arguments as bytes, which redis-py packs without converting.
         bound, body = self._bound(bind)
         conn = pipe.conn
         pipe.send_all(
             (
-                ("SET", bound, body, "NX", "PX", max(1, int(self.bind_ttl * 1000)), "GET"),
-                ("SET", name, PENDING, "NX", "PX", px, "GET"),
+                (
+                    b"SET",
+                    bound.encode(),
+                    body,
+                    b"NX",
+                    b"PX",
+                    b"%d" % max(1, int(self.bind_ttl * 1000)),
+                    b"GET",
+                ),
+                (b"SET", name, PENDING, b"NX", b"PX", px, b"GET"),
             )
         )
         pipe.drain()
@@ -835,7 +846,7 @@ class RedisDedupStore:
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
         pipe = self._take()
-        pipe.add("SET", self._key(key), reply, "PX", max(1, int(ttl * 1000)))
+        pipe.add(b"SET", self._key(key).encode(), reply, b"PX", b"%d" % max(1, int(ttl * 1000)))
         self._pipes.append(pipe)
         if self._flusher is None:
             self._flusher = threading.Thread(target=_flusher, args=(weakref.ref(self),), daemon=True)
