@@ -207,3 +207,71 @@ def test_bad_registrations() -> None:
     with pytest.raises(TypeError, match=r"^a handler must be callable$"):
         router.on("text")(42)  # type: ignore[type-var]
     assert router.routes == []
+
+
+# -- slow handlers: the strategy a route carries ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("slow", "mode"),
+    [
+        (False, None),
+        (None, None),
+        (True, "default"),
+        ("retries", "retries"),
+        ("Customer-Service", "customer_service"),
+    ],
+)
+def test_a_route_carries_its_slow_strategy(slow: object, mode: str | None) -> None:
+    router = Router()
+    router.on("text", slow=slow)(lambda msg: "x")  # type: ignore[arg-type]
+    (route,) = router.routes
+    assert route.slow == mode
+    assert router.has_slow is (mode is not None)
+
+
+def test_an_unknown_slow_strategy_is_refused_naming_the_option() -> None:
+    from wxmp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^slow: must be one of .*not 'soon'"):
+        Router().on("text", slow="soon")
+
+
+def test_a_router_has_slow_handlers_once_one_is_registered_whatever_comes_after() -> None:
+    router = Router()
+    assert router.has_slow is False
+    router.on("text")(lambda msg: "quick")
+    assert router.has_slow is False
+    router.on("image", slow=True)(lambda msg: "slow")
+    router.on("voice")(lambda msg: "quick")
+    assert router.has_slow is True
+    assert [r.slow for r in router.routes] == [None, "default", None]
+
+
+# -- settle: a handler's result, an async handler's awaited ----------------------------------
+
+
+def test_settle_hands_plain_results_back_untouched() -> None:
+    from wxmp.dispatch import settle
+    from wxmp.replies import TextReply
+
+    reply = TextReply("hi")
+    text = "plain"
+    assert settle(None) is None and settle(text) is text and settle(reply) is reply
+
+
+def test_settle_runs_an_async_handlers_coroutine_and_any_awaitable() -> None:
+    from wxmp.dispatch import settle
+
+    async def handler() -> str:
+        return "from a coroutine"
+
+    class Later:
+        def __await__(self):  # type: ignore[no-untyped-def]
+            return (yield from _done("from an awaitable").__await__())
+
+    async def _done(value: str) -> str:
+        return value
+
+    assert settle(handler()) == "from a coroutine"
+    assert settle(Later()) == "from an awaitable"
