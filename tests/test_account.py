@@ -612,3 +612,92 @@ def test_the_async_views_are_built_once(fake):
     acct = Account(token="acct123", cache="simple", **_settings(fake))
     assert isinstance(acct.asgi, AsgiCallback) and acct.asgi is acct.asgi
     assert isinstance(acct.aio, AsyncAccount) and acct.aio is acct.aio
+
+
+# -- the callback an account builds: its settings, its scope -----------------------------------
+
+AES = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+def test_the_accounts_callback_follows_every_setting(fake, tmp_path):
+    from wxmp import signals
+    from wxmp.slow import SlowRunner
+
+    acct = Account(
+        token="acct123",
+        aes_key=AES,
+        cache=f"filesystem:{tmp_path}",
+        dedup_ttl=120,
+        timestamp_window=60,
+        max_body=4000,
+        allow_plaintext=True,
+        **_settings(fake),
+    )
+    runs = []
+    acct.on("text")(lambda msg: runs.append(msg.content) or f"got {msg.content}")
+    cb = acct.callback
+    received = []
+    signals.message_received.connect(lambda sender, **kw: received.append(sender), weak=False)
+    try:
+        safe = WeChatUser(cb, "acct123", aes_key=AES, appid=fake.appid, mode="safe", openid="o1")
+        assert safe.send_text("sealed", msg_id=1).content == "got sealed"  # decrypted with the appid
+        assert safe.send_text("sealed", msg_id=1).content == "got sealed"  # a retry: dedup on
+        plain = WeChatUser(cb, "acct123", openid="o1")
+        assert plain.send_text("open", msg_id=2).content == "got open"  # allow_plaintext
+    finally:
+        signals.message_received.receivers.clear()
+    assert runs == ["sealed", "open"]
+    assert received and set(received) == {acct.sender}
+    assert cb.dedup is not None and cb.dedup.ttl == 120 and cb.verifier.window == 60
+    assert os.path.commonpath([cb.dedup.backend.root, str(tmp_path)]) == str(tmp_path)  # the account's store
+    assert isinstance(cb.slow, SlowRunner) and cb.slow.account is acct and cb.slow.callback is cb
+    assert Account(token="tok", dedup=False, cache="simple", **_settings(fake)).callback.dedup is None
+
+
+def test_the_max_body_setting_reaches_the_callback(fake):
+    acct = Account(token="acct123", cache="simple", max_body=3000, **_settings(fake))
+    acct.on("text")(lambda msg: "ok")
+    user = WeChatUser(acct.callback, "acct123", openid="o1")
+    result = user.post(user.message_xml("text", {"Content": "x" * 3000}, msg_id=1))
+    assert result.status == 413
+
+
+def test_handlers_run_in_the_accounts_scope_and_sessions_persist(fake):
+    import contextlib
+
+    acct = Account(token="acct123", cache="simple", **_settings(fake))
+    entered = []
+
+    @contextlib.contextmanager
+    def adapter_context():
+        entered.append("in")
+        yield
+        entered.append("out")
+
+    acct.handler_context = adapter_context
+
+    @acct.on("text")
+    def count(msg):
+        assert entered[-1] == "in" and msg.account is acct
+        msg.session["n"] = msg.session.get("n", 0) + 1
+        return str(msg.session["n"])
+
+    user = WeChatUser(acct.callback, "acct123", openid="o1")
+    assert [user.send_text("hi").content for _ in range(3)] == ["1", "2", "3"]
+    assert entered == ["in", "out"] * 3
+
+
+def test_a_scope_that_fails_to_enter_leaves_no_account_current(fake):
+    from wxmp.context import current_account
+
+    acct = Account(token="acct123", cache="simple", **_settings(fake))
+    runs = []
+    acct.on("text")(lambda msg: runs.append(msg) or "never")
+
+    def broken():
+        raise RuntimeError("adapter down")
+
+    acct.handler_context = broken
+    user = WeChatUser(acct.callback, "acct123", openid="o1")
+    assert user.send_text("hi") is None  # the failure is a logged `success`, not a 500
+    assert runs == [] and current_account() is None
