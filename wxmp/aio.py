@@ -203,7 +203,7 @@ class AsyncApiClient(ApiClient):
             raw = await redis.get(_redis_key(store, manager.key))
         except Exception:
             return None
-        entry = _entry_from_redis(store, raw)
+        entry = _entry_from_redis(raw)
         if entry is None or manager.clock() >= entry.refresh_at:
             return None
         return entry.value
@@ -234,7 +234,7 @@ def _redis_key(store: Any, name: str) -> str:
     return str(store.key(name))  # the raw key the store's Redis backend uses (no cachelib prefix)
 
 
-def _entry_from_redis(store: Any, raw: bytes | None) -> Any:
+def _entry_from_redis(raw: bytes | None) -> Any:
     """Decode a token entry read straight from Redis, exactly as ``SharedStore.get`` does.
 
     Plain JSON only (never unpickled): anything else is a miss, and the thread path then reads it
