@@ -200,12 +200,20 @@ def message_key(msg: Message) -> str:
     return f"{raw.get('ToUserName', '')}:{msg.from_user_name}:{tail}"
 
 
+def _event_wait(event: threading.Event, seconds: float) -> bool:
+    """The default wait of :class:`SlowRunner`: block until ``event`` is set or ``seconds`` pass."""
+    return event.wait(seconds)
+
+
 class _Heartbeat:
     """One thread renewing the leases of the jobs this process runs (every third of the lease)."""
 
-    def __init__(self, store: SharedStore, lease: float) -> None:
+    def __init__(
+        self, store: SharedStore, lease: float, wait: Callable[[threading.Event, float], bool] = _event_wait
+    ) -> None:
         self.store = store
         self.lease = lease
+        self.wait = wait
         self.jobs: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self.wake = threading.Event()
@@ -226,22 +234,30 @@ class _Heartbeat:
 
     def _run(self) -> None:
         while True:
-            self.wake.wait(self.lease / 3)
-            with self.lock:
-                jobs = list(self.jobs.items())
-            for name, value in jobs:
-                try:
-                    self.store.set(name, value, self.lease)
-                except CacheUnavailable as exc:
-                    log.warning("wxmp slow: could not renew a lease (%s)", exc)
+            self.wait(self.wake, self.lease / 3)
+            self.renew()
+
+    def renew(self) -> None:
+        """Extend the lease of every job running here by a full lease from now."""
+        with self.lock:
+            jobs = list(self.jobs.items())
+        for name, value in jobs:
+            try:
+                self.store.set(name, value, self.lease)
+            except CacheUnavailable as exc:
+                log.warning("wxmp slow: could not renew a lease (%s)", exc)
 
 
 class SlowRunner:
     """Runs a callback's slow handlers (see the module docstring); ``Callback.slow`` holds one.
 
     ``account`` gives the customer-service API and the settings; without one (a bare
-    :class:`~wxmp.middleware.Callback`) only the ``retries`` strategy is possible. ``clock``,
-    ``monotonic`` and ``sleep`` are injectable for tests.
+    :class:`~wxmp.middleware.Callback`) only the ``retries`` strategy is possible.
+
+    ``clock`` (wall time, for CreateTime and the records), ``monotonic`` (the deadlines) and
+    ``wait`` are the seams a test drives time through: ``wait(event, seconds)`` blocks until
+    ``event`` is set or ``seconds`` have passed on ``monotonic`` (the default is ``event.wait``); the
+    request side (:meth:`process`) and the lease heartbeat wait only through it.
     """
 
     def __init__(
@@ -254,6 +270,7 @@ class SlowRunner:
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        wait: Callable[[threading.Event, float], bool] = _event_wait,
     ) -> None:
         self.callback = callback
         self.account = account
@@ -273,8 +290,9 @@ class SlowRunner:
         self.executor: Executor = executor if executor is not None else ThreadExecutor(options.workers)
         self.clock = clock
         self.monotonic = monotonic
+        self.wait = wait
         self.owner = uuid.uuid4().hex[:12]
-        self._heartbeat = _Heartbeat(store, options.lease)
+        self._heartbeat = _Heartbeat(store, options.lease, wait)
         self._events: dict[str, threading.Event] = {}
         self._events_lock = threading.Lock()
         self._no_api_until = 0.0
@@ -289,7 +307,7 @@ class SlowRunner:
 
         Waits for the result in this thread (the WSGI callback's request thread).
         """
-        return _drive(self._delivery(msg))
+        return _drive(self._delivery(msg), self.wait)
 
     async def process_async(self, msg: Message) -> str | None:
         """:meth:`process` for the ASGI callback: the waits are ``asyncio.sleep``\\s on the loop, so
@@ -518,7 +536,7 @@ class SlowRunner:
     def _execute(self, msg: Message, key: str) -> dict[str, Any]:
         found = self.callback.router.find(msg)
         if found is None or found[0].slow is None:
-            log.warning("wxmp slow: no slow handler matches job %s any more", key)
+            log.warning("wxmp slow: no slow handler matches job %s any more", loggable(key, 200))
             done: dict[str, Any] = {"ok": False}
         else:
             route, handed = found
@@ -554,7 +572,7 @@ class SlowRunner:
                 self._typing(msg, False)
             elif self.store.add(self._name("sent", key), 1, self.options.result_ttl):
                 self._send(msg, key, done)
-        elif done.get("ok") and strategy == "retries":
+        elif done.get("ok") and strategy == "retries" and not _empty(done):
             # A later retry may still answer it; if none does, the user's next message gets it.
             opts = self.options
             after = claimed_at + opts.attempts * opts.wechat_timeout + opts.margin
@@ -568,7 +586,9 @@ class SlowRunner:
         out: list[list[Any]] | None = done.get("out")
         if not out:
             self._typing(msg, False)
-            self._hold(msg, key, str(done["xml"]), "not sendable through customer service")
+            if not _empty(done):
+                # "sent" is taken for the key already: keep it under the key of a rest, as below.
+                self._hold(msg, key + ":rest", str(done["xml"]), "not sendable through customer service")
             return
         for i, (msgtype, payload) in enumerate(out):
             if i >= MAX_MESSAGES:
@@ -580,7 +600,7 @@ class SlowRunner:
                 reason = REPORTED.get(exc.errcode, "customer-service send failed")
                 log.warning(
                     "wxmp slow: customer-service message to %s not sent: %s (%s); kept for the next message",
-                    openid,
+                    loggable(openid),
                     reason,
                     exc.errcode,
                 )
@@ -643,15 +663,23 @@ class _Done:
     value: str | None
 
 
-def _drive(steps: Generator[_Pause, None, str | None]) -> str | None:
-    """Run the request side in this thread: each pause is a wait on its event."""
+def _drive(
+    steps: Generator[_Pause, None, str | None], wait: Callable[[threading.Event, float], bool]
+) -> str | None:
+    """Run the request side in this thread: each pause is a ``wait`` on its event."""
     try:
         pause = next(steps)
         while True:
-            pause.event.wait(pause.seconds)
+            wait(pause.event, pause.seconds)
             pause = steps.send(None)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+
+
+def _empty(done: dict[str, Any]) -> bool:
+    """True for a result that says nothing (None, ``success``, an empty body): nothing to send or keep,
+    or the user's next message would be swallowed by it."""
+    return done.get("xml") in (SUCCESS, "")
 
 
 def _outgoing(value: Reply | None) -> list[list[Any]] | None:
