@@ -4,7 +4,8 @@ A :class:`Timeline` is the ``clock``, ``monotonic`` and ``wait`` of one or more
 :class:`~wxmp.slow.SlowRunner`\\ s. Each delivery runs in an *actor* thread (:meth:`Timeline.spawn`);
 time stands still while an actor runs and moves on, in :meth:`Timeline.run`, only once every actor
 waits: to the earliest wake-up or scheduled action (a job finishing, a lease heartbeat). A wait whose
-event is set by an action ends at that instant. So a test states "the handler takes 7 s" and checks
+event is set by an action ends at that instant. At a tie, the waits ending at an instant resume
+before the actions due then. So a test states "the handler takes 7 s" and checks
 the instants at which each delivery answered, with no real waiting and no dependence on the machine.
 
 A runner's lease heartbeat (its own thread) waits on the timeline too, once the runner is
@@ -23,16 +24,25 @@ from typing import Any
 
 from cachelib import SimpleCache
 
-from wxmp.cache import SharedStore
-from wxmp.replies import Reply, SuccessReply, parse_reply
+from wxmp import Account
+from wxmp.cache import CacheUnavailable, SharedStore
+from wxmp.replies import Reply, SuccessReply, parse_reply, render
 from wxmp.slow import SlowRunner
-from wxmp.testing import WeChatUser
+from wxmp.testing import FakeWeChat, WeChatUser
 
 #: The wall clock (``clock``) reads WALL when the monotonic one reads START.
 START = 1000.0
 WALL = 1_700_000_000.0
 #: Real seconds any step may take before the test is declared stuck (a bound, never a timing).
 STUCK = 30.0
+T0 = START
+
+TOKEN = "slowtoken"
+OPENID = "oSlowUser0000000000000000002"
+ACCOUNT = "gh_wxmptest000"  # WeChatUser's default ToUserName
+SEND = "/cgi-bin/message/custom/send"
+TYPING = "/cgi-bin/message/custom/typing"
+HOLDING = "答案还在准备中，请稍后发送任意消息查看。"  # WXMP_SLOW_HOLDING_TEXT's default
 
 
 @dataclass
@@ -171,7 +181,10 @@ class Timeline:
             action = None
             with self._cond:
                 if not self._cond.wait_for(self._settled, STUCK):
-                    raise AssertionError("a thread never came back to a wait")
+                    raise AssertionError(
+                        f"a thread never came back to a wait (running={self._running}, "
+                        f"heartbeats parked={len(self._parked)}, at {self.now})"
+                    )
                 due = [w for w in self._waiters if w.event.is_set() or w.wake <= self.now]
                 if due:
                     waiter = min(due, key=lambda w: (w.wake, w.seq))
@@ -192,9 +205,10 @@ class Timeline:
                     if until is not None:
                         self.now = max(self.now, until)
                     return
-                self.now = max(self.now, min(times))
-                if self._actions and self._actions[0][0] <= self.now:
-                    action = heapq.heappop(self._actions)[2]
+                if min(times) > self.now:
+                    self.now = min(times)
+                    continue  # the waits ending now resume before the actions due now
+                action = heapq.heappop(self._actions)[2]
             if action is not None:
                 action()
 
@@ -209,8 +223,17 @@ class TimedStore(SharedStore):
         super().__init__(SimpleCache(threshold=100_000, default_timeout=0), namespace, probe=False)
         self.timeline = timeline
         self.expires: dict[str, float] = {}
-        #: (instant, "set" | "add", name, value, ttl) of every write that took effect
+        #: (instant, "set" | "add" | "add refused", name, value, ttl) of every write and attempted add
         self.writes: list[tuple[float, str, str, Any, float]] = []
+        #: names starting with one of these raise CacheUnavailable (the backend is down for them)
+        self.down: tuple[str, ...] = ()
+        #: writes (set, add) of names starting with one of these raise CacheUnavailable
+        self.down_for_writes: tuple[str, ...] = ()
+
+    def _check(self, name: str, write: bool = False) -> None:
+        prefixes = self.down + self.down_for_writes if write else self.down
+        if prefixes and name.startswith(prefixes):
+            raise CacheUnavailable(f"{name.split(':')[1]} down")
 
     def _expire(self, name: str) -> None:
         end = self.expires.get(name)
@@ -226,35 +249,51 @@ class TimedStore(SharedStore):
             self.expires.pop(name, None)
 
     def get(self, name: str) -> Any:
+        self._check(name)
         self._expire(name)
         return super().get(name)
 
     def set(self, name: str, value: Any, ttl: float = 0) -> None:
+        self._check(name, write=True)
         super().set(name, value, 0)  # no real expiry: a loaded machine must not change the outcome
         self._note("set", name, value, ttl)
 
     def add(self, name: str, value: Any, ttl: float = 0) -> bool:
+        self._check(name, write=True)
         self._expire(name)
         if not super().add(name, value, 0):
+            self.writes.append((self.timeline.now, "add refused", name, value, ttl))
             return False
         self._note("add", name, value, ttl)
         return True
 
     def delete(self, name: str) -> None:
+        self._check(name)
         self.expires.pop(name, None)
         super().delete(name)
 
     def names(self, prefix: str) -> list[str]:
         """The names written so far that start with ``prefix`` (in order, once each)."""
-        return list(dict.fromkeys(w[2] for w in self.writes if w[2].startswith(prefix)))
+        return list(
+            dict.fromkeys(w[2] for w in self.writes if w[2].startswith(prefix) and w[1] != "add refused")
+        )
+
+    def log(self, name: str, *ops: str) -> list[tuple[float, str, Any, float]]:
+        """(instant, op, value, ttl) of the writes to ``name`` (only ``ops`` if given)."""
+        return [
+            (at, op, value, ttl)
+            for at, op, n, value, ttl in self.writes
+            if n == name and (not ops or op in ops)
+        ]
 
 
 class TimedExecutor:
     """Runs each job ``seconds`` after it was submitted, on the timeline (the handler's duration)."""
 
-    def __init__(self, timeline: Timeline, seconds: float | Sequence[float]) -> None:
+    def __init__(self, timeline: Timeline, seconds: float | Sequence[float | None]) -> None:
         self.timeline = timeline
-        self.durations = [seconds] if isinstance(seconds, (int, float)) else list(seconds)
+        # None: the job is never run (a queue that lost it, a worker that died)
+        self.durations: list[float | None] = [seconds] if isinstance(seconds, (int, float)) else list(seconds)
         self.jobs: list[tuple[float, dict[str, Any]]] = []
 
     def submit(self, runner: SlowRunner, job: dict[str, Any]) -> None:
@@ -262,6 +301,23 @@ class TimedExecutor:
         self.jobs.append((self.timeline.now, job))
         if duration is not None:
             self.timeline.at(self.timeline.now + duration, lambda: runner.run_job(job))
+
+
+class ActorExecutor:
+    """Runs each job at once in an actor thread, so a handler can take fake time (:func:`sleep`)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.jobs: list[tuple[float, dict[str, Any]]] = []
+
+    def submit(self, runner: SlowRunner, job: dict[str, Any]) -> None:
+        self.jobs.append((self.timeline.now, job))
+        self.timeline.spawn("job", lambda: runner.run_job(job))
+
+
+def sleep(timeline: Timeline, seconds: float) -> None:
+    """A handler (in an actor thread) taking ``seconds`` of fake time."""
+    timeline.wait(threading.Event(), seconds)
 
 
 @dataclass
@@ -295,7 +351,7 @@ class Push:
     timeout: float
 
     def in_time(self, t: Try) -> bool:
-        return t.finished is not None and t.finished - t.started < self.timeout
+        return "value" in t.box and t.box["at"] - t.started < self.timeout
 
     @property
     def answered(self) -> Try | None:
@@ -338,3 +394,83 @@ def push(
 
     timeline.at(timeline.now if at is None else at, lambda: start(1))
     return result
+
+
+# -- an Account with one slow handler on the timeline -------------------------------------------
+
+
+@dataclass
+class Setup:
+    acct: Account
+    runner: SlowRunner
+    executor: TimedExecutor
+    store: TimedStore
+    user: WeChatUser
+    runs: list[str]
+
+    def text(self, content: str, msg_id: int) -> bytes:
+        return self.user.message_xml("text", {"Content": content}, msg_id=msg_id)
+
+
+def make(
+    tl: Timeline,
+    fake: FakeWeChat | None = None,
+    *,
+    seconds: Any = 1.0,
+    answer: Callable[[Any], Any] | None = None,
+    store: TimedStore | None = None,
+    handler: bool = True,
+    **settings: Any,
+) -> Setup:
+    """An Account whose slow handler (every text) takes ``seconds`` and answers ``answer(msg)``."""
+    if fake is not None:
+        settings = {"appid": fake.appid, "secret": fake.secret, "api_base": fake.url, **settings}
+    acct = Account(token=TOKEN, cache="simple", **{"appid": "wx00000000000slow2", **settings})
+    store = store if store is not None else TimedStore(tl)
+    executor = TimedExecutor(tl, seconds)
+    runner = SlowRunner(
+        acct.callback,
+        account=acct,
+        store=store,
+        executor=executor,
+        clock=tl.clock,
+        monotonic=tl.monotonic,
+        wait=tl.wait,
+    )
+    tl.watch(runner)
+    acct.callback.slow = runner
+    runs: list[str] = []
+    if handler:
+
+        @acct.on("text", slow=True)
+        def slow(msg: Any) -> Any:
+            runs.append(msg.content)
+            return answer(msg) if answer is not None else f"answer to {msg.content}"
+
+    return Setup(acct, runner, executor, store, WeChatUser(acct.callback, TOKEN, openid=OPENID), runs)
+
+
+def xml_at(reply: Any, instant: float, tl: Timeline) -> bytes:
+    """The passive reply body WeChat gets, rendered at ``instant`` of the fake clock."""
+    return render(reply, OPENID, ACCOUNT, int(tl.wall(instant))).encode()
+
+
+def listen(signal: Any) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+
+    def receiver(sender: object, **kw: Any) -> None:
+        got.append(kw)
+
+    signal.connect(receiver, weak=False)
+    return got
+
+
+def join_typing() -> None:
+    """Wait for the background "typing" requests (their own threads) to reach FakeWeChat."""
+    for thread in threading.enumerate():
+        if thread.name == "wxmp-slow-typing":
+            thread.join(STUCK)
+
+
+def finished(p: Push) -> list[float | None]:
+    return [t.finished for t in p.tries]

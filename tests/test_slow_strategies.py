@@ -12,27 +12,30 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from slow_timeline import START, STUCK, Push, TimedExecutor, TimedStore, Timeline, push
+from slow_timeline import (
+    ACCOUNT,
+    HOLDING,
+    OPENID,
+    SEND,
+    T0,
+    TYPING,
+    Timeline,
+    finished,
+    join_typing,
+    listen,
+    make,
+    push,
+    xml_at,
+)
 
-from wxmp import Account, signals
-from wxmp.replies import ImageReply, TextReply, render
-from wxmp.slow import SlowRunner
-from wxmp.testing import FakeWeChat, WeChatUser
+from wxmp import signals
+from wxmp.replies import ImageReply, TextReply
+from wxmp.testing import FakeWeChat
 from wxmp.testing.fake_api.message import close_window, sent_messages
-
-TOKEN = "slowtoken"
-OPENID = "oSlowUser0000000000000000002"
-ACCOUNT = "gh_wxmptest000"  # WeChatUser's default ToUserName
-SEND = "/cgi-bin/message/custom/send"
-TYPING = "/cgi-bin/message/custom/typing"
-HOLDING = "答案还在准备中，请稍后发送任意消息查看。"  # WXMP_SLOW_HOLDING_TEXT's default
-T0 = START
 
 
 @pytest.fixture
@@ -61,83 +64,6 @@ def _disconnect() -> Iterator[None]:
     ):
         for receiver in list(sig.receivers.values()):
             sig.disconnect(receiver)
-
-
-@dataclass
-class Setup:
-    acct: Account
-    runner: SlowRunner
-    executor: TimedExecutor
-    store: TimedStore
-    user: WeChatUser
-    runs: list[str]
-
-    def text(self, content: str, msg_id: int) -> bytes:
-        return self.user.message_xml("text", {"Content": content}, msg_id=msg_id)
-
-
-def make(
-    tl: Timeline,
-    fake: FakeWeChat | None = None,
-    *,
-    seconds: Any = 1.0,
-    answer: Callable[[Any], Any] | None = None,
-    store: TimedStore | None = None,
-    handler: bool = True,
-    **settings: Any,
-) -> Setup:
-    """An Account whose slow handler (every text) takes ``seconds`` and answers ``answer(msg)``."""
-    if fake is not None:
-        settings = {"appid": fake.appid, "secret": fake.secret, "api_base": fake.url, **settings}
-    acct = Account(token=TOKEN, cache="simple", **{"appid": "wx00000000000slow2", **settings})
-    store = store if store is not None else TimedStore(tl)
-    executor = TimedExecutor(tl, seconds)
-    runner = SlowRunner(
-        acct.callback,
-        account=acct,
-        store=store,
-        executor=executor,
-        clock=tl.clock,
-        monotonic=tl.monotonic,
-        wait=tl.wait,
-    )
-    tl.watch(runner)
-    acct.callback.slow = runner
-    runs: list[str] = []
-    if handler:
-
-        @acct.on("text", slow=True)
-        def slow(msg: Any) -> Any:
-            runs.append(msg.content)
-            return answer(msg) if answer is not None else f"answer to {msg.content}"
-
-    return Setup(acct, runner, executor, store, WeChatUser(acct.callback, TOKEN, openid=OPENID), runs)
-
-
-def xml_at(reply: Any, instant: float, tl: Timeline) -> bytes:
-    """The passive reply body WeChat gets, rendered at ``instant`` of the fake clock."""
-    return render(reply, OPENID, ACCOUNT, int(tl.wall(instant))).encode()
-
-
-def listen(signal: Any) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-
-    def receiver(sender: object, **kw: Any) -> None:
-        got.append(kw)
-
-    signal.connect(receiver, weak=False)
-    return got
-
-
-def join_typing() -> None:
-    """Wait for the background "typing" requests (their own threads) to reach FakeWeChat."""
-    for thread in threading.enumerate():
-        if thread.name == "wxmp-slow-typing":
-            thread.join(STUCK)
-
-
-def finished(p: Push) -> list[float | None]:
-    return [t.finished for t in p.tries]
 
 
 # -- passive answers ---------------------------------------------------------------------------
@@ -366,6 +292,7 @@ def test_customer_service_failed_handler_cancels_typing(tl: Timeline, fake: Fake
     finished_jobs = listen(signals.slow_job_finished)
     with caplog.at_level(logging.ERROR, logger="wxmp.slow"):
         p = push(tl, s.user, s.text("q", 25))
+        tl.at(T0 + 6, join_typing)  # the Typing request reached WeChat before the job ends
         tl.run()
     assert p.tries[0].body == b"success"
     join_typing()
@@ -489,6 +416,7 @@ def test_a_result_customer_service_cannot_send_is_kept_for_the_next_message(
     )
     held = listen(signals.slow_result_held)
     push(tl, s.user, s.text("human", 36))
+    tl.at(T0 + 6, join_typing)  # the Typing request reached WeChat before the job ends
     tl.run()
     join_typing()
     assert [c.json["command"] for c in fake.calls(TYPING)] == ["Typing", "CancelTyping"]
@@ -503,6 +431,7 @@ def test_a_handler_answering_nothing_sends_nothing_and_keeps_nothing(tl: Timelin
     s = make(tl, fake, seconds=[8.0, 1.0], answer=lambda msg: None if msg.content == "quiet" else "spoken")
     held = listen(signals.slow_result_held)
     push(tl, s.user, s.text("quiet", 38))
+    tl.at(T0 + 6, join_typing)  # the Typing request reached WeChat before the job ends
     tl.run()
     join_typing()
     assert fake.count(SEND) == 0 and held == []

@@ -104,6 +104,8 @@ MAX_MESSAGES = 5
 REPORTED = {45015: "the 48-hour window is closed", 45047: "too many messages", 48001: "no API access"}
 #: How long an account that answered 48001 is treated as one without the customer-service API.
 NO_API_TTL = 86400
+#: Results kept for one user's next messages at most (beyond, the oldest is dropped).
+MAX_KEPT = 10
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -238,11 +240,19 @@ class _Heartbeat:
             self.renew()
 
     def renew(self) -> None:
-        """Extend the lease of every job running here by a full lease from now."""
+        """Extend the lease of every job claimed or running here by a full lease from now.
+
+        A claim whose job started in another process (a task queue's worker: the lease names another
+        owner) is dropped: that process renews it now, and stops when it finishes or dies.
+        """
         with self.lock:
             jobs = list(self.jobs.items())
         for name, value in jobs:
             try:
+                current = self.store.get(name)
+                if isinstance(current, dict) and current.get("owner") != value["owner"]:
+                    self.remove(name)
+                    continue
                 self.store.set(name, value, self.lease)
             except CacheUnavailable as exc:
                 log.warning("wxmp slow: could not renew a lease (%s)", exc)
@@ -459,6 +469,10 @@ class SlowRunner:
                     done = self.store.get(done_name)
                     if done is not None:
                         return done  # type: ignore[no-any-return]
+                    # Set by a job that ended without a result (its store write failed): waiting on
+                    # it again would return at once, a busy loop until the deadline. A job that
+                    # finishes after this line is seen at the next poll.
+                    event.clear()
                 now = self.monotonic()
                 if now >= until:
                     return None
@@ -486,23 +500,47 @@ class SlowRunner:
         keyword = self.options.keyword
         if keyword is not None and not (isinstance(msg, TextMessage) and msg.content.strip() == keyword):
             return None
-        held_name = self._name("held", f"{msg.raw.get('ToUserName', '')}:{msg.from_user_name}")
-        held = self.store.get(held_name)
-        if not isinstance(held, dict) or held.get("key") == message_key(msg):
-            return None
-        if self.clock() < held.get("after", 0) and not self.store.get(self._name("gave-up", held["key"])):
-            return None  # WeChat may still retry the earlier message: that retry answers it
-        self.store.delete(held_name)
-        if not self.store.add(self._name("sent", held["key"]), 1, self.options.result_ttl):
-            return None  # a retry answered it after all
-        # The stored XML was rendered for the earlier message: same addresses, older CreateTime.
-        return str(held["xml"])
+        name = self._held_name(msg)
+        kept = self._kept(name)
+        left = list(kept)
+        this, now = message_key(msg), self.clock()
+        for entry in kept:  # the oldest first
+            if entry["key"] == this:
+                continue
+            if now < entry.get("after", 0) and not self.store.get(self._name("gave-up", entry["key"])):
+                continue  # WeChat may still retry that message: its retry answers it
+            left.remove(entry)
+            if left:
+                self.store.set(name, left, self.options.result_ttl)
+            else:
+                self.store.delete(name)
+            if self.store.add(self._name("sent", entry["key"]), 1, self.options.result_ttl):
+                # The stored XML was rendered for the earlier message: same addresses, older CreateTime.
+                return str(entry["xml"])
+            # A retry answered that one after all: look at the next.
+        return None
+
+    def _held_name(self, msg: Message) -> str:
+        return self._name("held", f"{msg.raw.get('ToUserName', '')}:{msg.from_user_name}")
+
+    def _kept(self, name: str) -> list[dict[str, Any]]:
+        """The results kept under ``name``, oldest first (one record, as earlier versions kept, counts)."""
+        held = self.store.get(name)
+        entries = [held] if isinstance(held, dict) else held if isinstance(held, list) else []
+        return [h for h in entries if isinstance(h, dict) and "key" in h and "xml" in h]
 
     def _hold(self, msg: Message, key: str, xml: str, reason: str, after: float = 0.0) -> None:
         """Keep a result for the user's next message (one arriving from ``after`` on, or once the
-        last delivery of the message answered the holding text)."""
-        name = self._name("held", f"{msg.raw.get('ToUserName', '')}:{msg.from_user_name}")
-        self.store.set(name, {"key": key, "xml": xml, "after": after}, self.options.result_ttl)
+        last delivery of the message answered the holding text).
+
+        A user may have several (a keyword-only pickup, a result kept while another waits): they
+        are handed out oldest first, at most :data:`MAX_KEPT` of them. Two results kept for one user
+        at the same moment on two workers can still overwrite each other (no atomic append).
+        """
+        name = self._held_name(msg)
+        kept = [h for h in self._kept(name) if h["key"] != key]
+        kept = [*kept[-(MAX_KEPT - 1) :], {"key": key, "xml": xml, "after": after}]
+        self.store.set(name, kept, self.options.result_ttl)
         if signals.slow_result_held.receivers:
             signals.slow_result_held.send(self.callback.sender, message=msg, reason=reason)
 
@@ -514,8 +552,11 @@ class SlowRunner:
         key = str(job["key"])
         strategy = str(job.get("strategy", "retries"))
         lease = self._name("lease", key)
-        self._heartbeat.add(lease, {"owner": self.owner, "at": self.clock()})
+        claim = {"owner": self.owner, "at": self.clock()}
+        self._heartbeat.add(lease, claim)
         try:
+            # The job runs here now: the lease names this process, so a claimer elsewhere stops renewing.
+            self.store.set(lease, claim, self.options.lease)
             done = self._execute(msg, key)
             if done.get("ok") and signals.slow_job_finished.receivers:
                 signals.slow_job_finished.send(self.callback.sender, message=msg, ok=True)
@@ -684,15 +725,14 @@ def _empty(done: dict[str, Any]) -> bool:
 
 def _outgoing(value: Reply | None) -> list[list[Any]] | None:
     """A reply as customer-service messages ``[msgtype, payload]`` (None: not sendable that way)."""
-    if value is None:
-        return None
     if isinstance(value, TextReply):
         return [["text", {"content": part}] for part in split_text(value.content)]
     if isinstance(value, (ImageReply, VoiceReply)):
         return [[value.msg_type, {"media_id": value.media_id}]]
+    # MessageAPI.send drops the fields left None.
     if isinstance(value, VideoReply):
-        payload = {"media_id": value.media_id, "title": value.title, "description": value.description}
-        return [["video", {k: v for k, v in payload.items() if v is not None}]]
+        video = {"media_id": value.media_id, "title": value.title, "description": value.description}
+        return [["video", video]]
     if isinstance(value, MusicReply):
         music = {
             "title": value.title,
@@ -701,7 +741,7 @@ def _outgoing(value: Reply | None) -> list[list[Any]] | None:
             "hqmusicurl": value.hq_music_url or value.music_url,
             "thumb_media_id": value.thumb_media_id,
         }
-        return [["music", {k: v for k, v in music.items() if v is not None}]]
+        return [["music", music]]
     if isinstance(value, NewsReply):
         a = value.articles[0]
         article = {"title": a.title, "description": a.description, "url": a.url, "picurl": a.pic_url}
