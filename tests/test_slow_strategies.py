@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from slow_timeline import (
     OPENID,
     SEND,
     T0,
+    TOKEN,
     TYPING,
     Timeline,
     finished,
@@ -32,10 +34,12 @@ from slow_timeline import (
     xml_at,
 )
 
-from wxmp import signals
+from wxmp import Account, signals
+from wxmp.errors import ConfigError
 from wxmp.replies import ImageReply, TextReply
-from wxmp.testing import FakeWeChat
+from wxmp.testing import FakeWeChat, WeChatUser
 from wxmp.testing.fake_api.message import close_window, sent_messages
+from wxmp.testing.user import SERVICE_FAILURE
 
 
 @pytest.fixture
@@ -461,3 +465,36 @@ def test_an_image_answer_goes_out_as_an_image_message(tl: Timeline, fake: FakeWe
     assert [c.json for c in fake.calls(SEND)] == [
         {"touser": OPENID, "msgtype": "image", "image": {"media_id": "MEDIA_1"}}
     ]
+
+
+# -- not slow handlers ----------------------------------------------------------------------------
+
+
+def test_ordinary_handler_too_slow_means_service_failure() -> None:
+    """What slow handlers avoid: WeChatUser.deliver in real time (0.2 s stands for WeChat's 5 s)."""
+    acct = Account(appid="wx00000000000slow2", token=TOKEN, cache="simple")
+    release = threading.Event()
+
+    @acct.on("text")
+    def too_slow(msg: Any) -> str:
+        release.wait(10)
+        return "late"
+
+    u = WeChatUser(acct.callback, TOKEN, openid=OPENID)
+    delivery = u.deliver_text("hi", msg_id=41, timeout=0.2, attempts=3)
+    release.set()
+    assert delivery.failed and delivery.shown == SERVICE_FAILURE
+    assert [a.timed_out for a in delivery.attempts] == [True, True, True]
+
+
+def test_settings_are_validated() -> None:
+    def account(**settings: Any) -> Account:
+        return Account(appid="wx00000000000slow2", token=TOKEN, cache="simple", **settings)
+
+    with pytest.raises(ConfigError, match="WXMP_SLOW_STRATEGY"):
+        account(slow_strategy="sometimes")
+    with pytest.raises(ConfigError, match="WXMP_SLOW_MARGIN"):
+        account(slow_wechat_timeout=0.5, slow_margin=0.5)
+    with pytest.raises(ConfigError, match="slow"):
+        account().on("text", slow="maybe")
+    assert account(slow_strategy="customer-service").settings.slow_strategy == "customer_service"
