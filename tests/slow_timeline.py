@@ -456,10 +456,11 @@ def xml_at(reply: Any, instant: float, tl: Timeline) -> bytes:
 
 
 def listen(signal: Any) -> list[dict[str, Any]]:
+    """What ``signal`` sends, one dict per send: its keyword arguments and ``sender``."""
     got: list[dict[str, Any]] = []
 
     def receiver(sender: object, **kw: Any) -> None:
-        got.append(kw)
+        got.append({"sender": sender, **kw})
 
     signal.connect(receiver, weak=False)
     return got
@@ -474,3 +475,8 @@ def join_typing() -> None:
 
 def finished(p: Push) -> list[float | None]:
     return [t.finished for t in p.tries]
+
+
+def logged(caplog: Any, level: int) -> list[str]:
+    """The messages wxmp.slow logged at ``level`` (exactly: a changed word shows)."""
+    return [r.getMessage() for r in caplog.records if r.name == "wxmp.slow" and r.levelno == level]

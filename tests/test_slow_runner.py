@@ -13,7 +13,9 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +35,7 @@ from slow_timeline import (
     Timeline,
     finished,
     listen,
+    logged,
     make,
     push,
     sleep,
@@ -535,7 +538,7 @@ def test_a_job_whose_handler_is_gone_answers_success_and_logs_it(tl: Timeline, c
     with caplog.at_level(logging.WARNING, logger="wxmp.slow"):
         tl.run()
     assert p.tries[0].body == b"success" and finished(p) == [T0 + 2.0]
-    assert f"wxmp slow: no slow handler matches job '{key(70)}' any more" in caplog.text
+    assert logged(caplog, logging.WARNING) == [f"wxmp slow: no slow handler matches job '{key(70)}' any more"]
     assert finished_jobs == [] and s.runs == []
 
 
@@ -546,7 +549,8 @@ def test_a_failing_job_is_logged_and_its_lease_released(tl: Timeline, caplog: An
     tl.at(T0 + 2.5, lambda: setattr(s.store, "down_for_writes", ()))
     with caplog.at_level(logging.ERROR, logger="wxmp.slow"):
         tl.run()
-    assert f"wxmp slow: job for 'text' from '{OPENID}' failed" in caplog.text
+    assert logged(caplog, logging.ERROR) == [f"wxmp slow: job for 'text' from '{OPENID}' failed"]
+    assert "CacheUnavailable: done down" in caplog.text
     assert s.runs == ["q"]
     lease = f"slow:lease:{key(71)}"
     assert [at for at, op, _, _ in s.store.log(lease, "set")] == [T0 + 1.0, T0 + 2.0, T0 + 2.0]
@@ -695,8 +699,21 @@ def test_a_typing_failure_is_only_logged(tl: Timeline, fake: FakeWeChat, caplog:
         tl.at(T0 + 6, lambda: [t.join(STUCK) for t in threading.enumerate() if t.name == "wxmp-slow-typing"])
         tl.run()
     assert p.tries[0].body == b"success"
-    assert f"wxmp slow: typing indicator for '{OPENID}' not shown (" in caplog.text
+    (line,) = logged(caplog, logging.INFO)
+    assert re.fullmatch(rf"wxmp slow: typing indicator for '{OPENID}' not shown \(.*45072.*\)", line)
     assert fake.count(SEND) == 1
+
+
+def test_a_hanging_typing_request_runs_in_a_daemon_thread(tl: Timeline, fake: FakeWeChat) -> None:
+    """It must not keep the process from exiting (WeChat may not answer)."""
+    s = make(tl, fake, seconds=[None])
+    fake.hang_next(1, STUCK, paths=("/cgi-bin/message/custom/typing",))
+    threads: list[threading.Thread] = []
+    push(tl, s.user, s.text("q", 82), attempts=1)
+    tl.at(T0 + 5, lambda: threads.extend(t for t in threading.enumerate() if t.name == "wxmp-slow-typing"))
+    tl.run()
+    assert len(threads) == 1 and threads[0].daemon and threads[0].is_alive()
+    fake.clear_faults()
 
 
 def test_a_cache_outage_runs_the_handler_in_the_request(tl: Timeline, caplog: Any) -> None:
@@ -707,7 +724,9 @@ def test_a_cache_outage_runs_the_handler_in_the_request(tl: Timeline, caplog: An
         tl.run()
     assert p.reply == TextReply("answer to q") and finished(p) == [T0]
     assert s.executor.jobs == []
-    assert "wxmp slow: cache unavailable (held down); running the handler in the request" in caplog.text
+    assert logged(caplog, logging.WARNING) == [
+        "wxmp slow: cache unavailable (held down); running the handler in the request"
+    ]
 
 
 def test_slow_events_are_keyed_by_time_and_event(tl: Timeline) -> None:
@@ -814,6 +833,54 @@ def test_the_default_wait_ends_when_the_job_does() -> None:
     runner = acct.callback.slow
     assert isinstance(runner, SlowRunner) and isinstance(runner.executor, ThreadExecutor)
     runner.executor.shutdown()
+
+
+def test_the_default_wait_gives_up_at_the_deadline() -> None:
+    """Real time, the default wait: a job that does not end answers the holding text in time
+    (WeChat's timeout scaled to 0.3 s)."""
+    acct = Account(
+        appid="wx00000000000slow2",
+        token=TOKEN,
+        cache="simple",
+        slow_strategy="retries",
+        slow_wechat_timeout=0.3,
+        slow_margin=0.1,
+        slow_attempts=1,
+    )
+    release = threading.Event()
+
+    @acct.on("text", slow=True)
+    def slow(msg: Any) -> str:
+        release.wait(STUCK)
+        return "late"
+
+    user = WeChatUser(acct.callback, TOKEN, openid=OPENID)
+    try:
+        assert user.send_text("q", msg_id=95) == TextReply(HOLDING)
+    finally:
+        release.set()
+        runner = acct.callback.slow
+        assert isinstance(runner, SlowRunner) and isinstance(runner.executor, ThreadExecutor)
+        runner.executor.shutdown()
+
+
+def test_the_thread_executor_waits_for_running_jobs_on_shutdown() -> None:
+    executor = ThreadExecutor(1)
+    started, shutting_down = threading.Event(), threading.Event()
+    finished: list[int] = []
+
+    class Runner:
+        def run_job(self, job: dict[str, Any]) -> None:
+            started.set()
+            assert shutting_down.wait(STUCK)
+            time.sleep(0.05)  # still running when a shutdown that does not wait would return
+            finished.append(1)
+
+    executor.submit(Runner(), {})  # type: ignore[arg-type]
+    assert started.wait(STUCK)
+    shutting_down.set()
+    executor.shutdown()
+    assert finished == [1]
 
 
 def test_the_asyncio_driver_waits_on_the_loop() -> None:

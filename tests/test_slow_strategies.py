@@ -29,6 +29,7 @@ from slow_timeline import (
     finished,
     join_typing,
     listen,
+    logged,
     make,
     push,
     xml_at,
@@ -36,7 +37,7 @@ from slow_timeline import (
 
 from wxmp import Account, signals
 from wxmp.errors import ConfigError
-from wxmp.replies import ImageReply, TextReply
+from wxmp.replies import ImageReply, TextReply, render
 from wxmp.testing import FakeWeChat, WeChatUser
 from wxmp.testing.fake_api.message import close_window, sent_messages
 from wxmp.testing.user import SERVICE_FAILURE
@@ -231,6 +232,7 @@ def test_customer_service_answers_success_in_time_then_sends_the_result(
     ]
     assert fake.calls(SEND)[0].time >= 0
     assert [x["messages"] for x in sent] == [1]
+    assert sent[0]["sender"] is s.acct.callback.sender is not None and sent[0]["message"].content == "deep"
     assert [x["ok"] for x in finished_jobs] == [True]
     assert s.runs == ["deep"] and len(s.executor.jobs) == 1
     join_typing()
@@ -304,8 +306,10 @@ def test_customer_service_failed_handler_cancels_typing(tl: Timeline, fake: Fake
     assert fake.count(SEND) == 0
     assert [type(f["exception"]) for f in failures] == [RuntimeError]
     assert [x["ok"] for x in finished_jobs] == [False]
-    assert f"wxmp slow handler failed for 'text' from '{OPENID}'" in caplog.text
-    assert "model down" in caplog.text
+    assert logged(caplog, logging.ERROR) == [f"wxmp slow handler failed for 'text' from '{OPENID}'"]
+    assert "RuntimeError: model down" in caplog.text  # with its traceback
+    assert failures[0]["sender"] is s.acct.callback.sender is not None
+    assert failures[0]["message"].content == "q" and finished_jobs[0]["message"].content == "q"
 
 
 def test_customer_service_long_answer_goes_out_in_five_parts_and_the_rest_is_kept(
@@ -352,10 +356,11 @@ def test_customer_service_errors_are_logged_signalled_not_retried_and_kept(
     assert [h["reason"] for h in held] == [reason]
     assert fake.count(SEND) == 1  # one attempt, no loop
     assert sent_messages(fake, OPENID) == []
-    assert (
+    assert logged(caplog, logging.WARNING) == [
         f"wxmp slow: customer-service message to '{OPENID}' not sent: {reason} ({errcode}); "
         "kept for the next message"
-    ) in caplog.text
+    ]
+    assert failed[0]["sender"] is s.acct.callback.sender is not None
     # The user's next message gets the kept answer first, as its passive reply, at once.
     nxt = push(tl, s.user, s.text("anything?", 31), at=T0 + 20)
     tl.run()
@@ -401,7 +406,10 @@ def test_a_network_failure_of_the_send_is_logged_and_the_result_kept(
     assert [(f["errcode"], f["sent"]) for f in failed] == [(None, 0)]
     assert "502" in failed[0]["errmsg"]
     assert [h["reason"] for h in held] == ["customer-service send failed"]
-    assert f"wxmp slow: customer-service message to '{OPENID}' not sent (" in caplog.text
+    assert logged(caplog, logging.WARNING) == [
+        f"wxmp slow: customer-service message to '{OPENID}' not sent ({failed[0]['errmsg']})"
+    ]
+    assert failed[0]["message"].content == "q" and failed[0]["sender"] is s.acct.callback.sender
     nxt = push(tl, s.user, s.text("?", 35), at=T0 + 20)
     tl.run()
     assert nxt.reply == TextReply("kept")
@@ -429,6 +437,63 @@ def test_a_result_customer_service_cannot_send_is_kept_for_the_next_message(
     nxt = push(tl, s.user, s.text("hello?", 37), at=T0 + 20)
     tl.run()
     assert nxt.tries[0].body == xml_at(TransferCustomerServiceReply(), T0 + 8.0, tl)
+
+
+@pytest.mark.parametrize(
+    "arrange",
+    [lambda fake: close_window(fake, OPENID), lambda fake: fake.http_error_next(1, 502, paths=(SEND,))],
+    ids=["45015", "network"],
+)
+def test_an_unsent_image_is_kept_as_its_passive_reply(tl: Timeline, fake: FakeWeChat, arrange: Any) -> None:
+    s = make(
+        tl, fake, seconds=[8.0, 1.0], answer=lambda msg: ImageReply("MEDIA_9") if msg.content == "q" else "x"
+    )
+    arrange(fake)
+    push(tl, s.user, s.text("q", 43))
+    nxt = push(tl, s.user, s.text("picture?", 44), at=T0 + 20)
+    tl.run()
+    assert nxt.tries[0].body == xml_at(ImageReply("MEDIA_9"), T0 + 8.0, tl)
+
+
+def test_unsendable_results_of_two_users_are_each_kept_for_their_user(tl: Timeline, fake: FakeWeChat) -> None:
+    from wxmp.replies import TransferCustomerServiceReply
+
+    other_id = "oSlowUser0000000000000000003"
+    fake.add_user(other_id)
+    s = make(
+        tl,
+        fake,
+        seconds=[8.0, 8.0, 1.0, 1.0],
+        answer=lambda msg: TransferCustomerServiceReply() if msg.content == "human" else "x",
+    )
+    other = WeChatUser(s.acct.callback, TOKEN, openid=other_id)
+    push(tl, s.user, s.text("human", 45))
+    push(tl, other, other.message_xml("text", {"Content": "human"}, msg_id=46), at=T0 + 1)
+    mine = push(tl, s.user, s.text("hello?", 47), at=T0 + 20)
+    theirs = push(tl, other, other.message_xml("text", {"Content": "hello?"}, msg_id=48), at=T0 + 21)
+    tl.run()
+    assert mine.tries[0].body == xml_at(TransferCustomerServiceReply(), T0 + 8.0, tl)
+    assert (
+        theirs.tries[0].body
+        == render(TransferCustomerServiceReply(), other_id, ACCOUNT, int(tl.wall(T0 + 9))).encode()
+    )
+
+
+def test_a_handler_answering_an_empty_body_keeps_nothing(tl: Timeline) -> None:
+    from wxmp.replies import EmptyReply
+
+    s = make(
+        tl,
+        seconds=[20.0, 1.0],
+        slow_strategy="retries",
+        answer=lambda m: EmptyReply() if m.content == "q" else "y",
+    )
+    held = listen(signals.slow_result_held)
+    push(tl, s.user, s.text("q", 49))
+    nxt = push(tl, s.user, s.text("next", 50), at=T0 + 60)
+    tl.run()
+    assert [h["message"].content for h in held] == ["next"]  # only the next message's, in case
+    assert nxt.reply == TextReply("y")
 
 
 def test_a_handler_answering_nothing_sends_nothing_and_keeps_nothing(tl: Timeline, fake: FakeWeChat) -> None:

@@ -106,6 +106,8 @@ REPORTED = {45015: "the 48-hour window is closed", 45047: "too many messages", 4
 NO_API_TTL = 86400
 #: Results kept for one user's next messages at most (beyond, the oldest is dropped).
 MAX_KEPT = 10
+#: The key of what customer service did not deliver: its own "sent" record, as the job took the key's.
+_REST = ":rest"
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -328,20 +330,20 @@ class SlowRunner:
         loop = asyncio.get_running_loop()
         steps = self._delivery(msg)
 
-        def step(first: bool) -> _Pause | _Done:
+        def step() -> _Pause | _Done:
             # StopIteration cannot cross a Future (asyncio would hang): turn it into a value here.
             try:
-                return next(steps) if first else steps.send(None)
+                return steps.send(None)  # the first send starts the generator, as next() does
             except StopIteration as stop:
                 return _Done(stop.value)
 
-        result = await asyncio.to_thread(step, True)
+        result = await asyncio.to_thread(step)
         while isinstance(result, _Pause):
             # A job finished in this process sets the event: look at it on the loop, cheaply.
             end = loop.time() + result.seconds
             while not result.event.is_set() and (left := end - loop.time()) > 0:
                 await asyncio.sleep(min(left, 0.02))
-            result = await asyncio.to_thread(step, False)
+            result = await asyncio.to_thread(step)
         return result.value
 
     def _delivery(self, msg: Message) -> Generator[_Pause, None, str | None]:
@@ -629,7 +631,7 @@ class SlowRunner:
             self._typing(msg, False)
             if not _empty(done):
                 # "sent" is taken for the key already: keep it under the key of a rest, as below.
-                self._hold(msg, key + ":rest", str(done["xml"]), "not sendable through customer service")
+                self._hold(msg, key + _REST, str(done["xml"]), "not sendable through customer service")
             return
         for i, (msgtype, payload) in enumerate(out):
             if i >= MAX_MESSAGES:
@@ -673,7 +675,7 @@ class SlowRunner:
             xml = reply_for(msg, TextReply(text), self.clock())
         else:
             xml = str(done["xml"])
-        self._hold(msg, key + ":rest", xml, reason)
+        self._hold(msg, key + _REST, xml, reason)
 
     def _typing(self, msg: Message, on: bool) -> None:
         """Show (or hide) "typing..." in the background; failures only logged (45080/45081 are harmless)."""
