@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class _Waiter:
     event: threading.Event
     resumed: bool = False
     killed: bool = False
+    seconds: float = 0.0
 
 
 class Killed(BaseException):
@@ -93,7 +95,7 @@ class Timeline:
     def wait(self, event: threading.Event, seconds: float) -> bool:
         me = threading.current_thread()
         with self._cond:
-            waiter = _Waiter(self.now + seconds, next(self._seq), event)
+            waiter = _Waiter(self.now + seconds, next(self._seq), event, seconds=seconds)
             if me in self._actors:
                 self.pauses.append((me.name, self.now, seconds))
                 self._actors[me] = waiter
@@ -197,6 +199,7 @@ class Timeline:
                         self._running += 1
                     self._cond.notify_all()
                     continue
+                self._skip_idle_heartbeats(until)
                 times = [w.wake for w in self._waiters] + [a[0] for a in self._actions]
                 if until is not None:
                     times = [t for t in times if t <= until]
@@ -211,6 +214,24 @@ class Timeline:
                 action = heapq.heappop(self._actions)[2]
             if action is not None:
                 action()
+
+    def _skip_idle_heartbeats(self, until: float | None) -> None:
+        """Move the wake-ups of heartbeats with no lease to renew past the next other event, on their
+        own beat: waking them would only renew nothing (a test may jump a day ahead)."""
+        idle = {
+            id(w)
+            for r in self._runners
+            if not r._heartbeat.jobs and (w := self._parked.get(r._heartbeat.thread)) is not None  # type: ignore[arg-type]
+        }
+        others = [w.wake for w in self._waiters if id(w) not in idle] + [a[0] for a in self._actions]
+        if until is not None:
+            others.append(until)
+        if not others:
+            return
+        target = min(others)
+        for w in self._waiters:
+            if id(w) in idle and w.wake < target and w.seconds > 0:
+                w.wake += math.ceil((target - w.wake) / w.seconds) * w.seconds
 
     def close(self) -> None:
         """Nothing to release: parked heartbeats are daemon threads of a finished test."""

@@ -34,6 +34,7 @@ from slow_timeline import (
     TimedStore,
     Timeline,
     finished,
+    join_typing,
     listen,
     logged,
     make,
@@ -64,6 +65,7 @@ def fake() -> Iterator[FakeWeChat]:
     with FakeWeChat() as fake:
         fake.add_user(OPENID)
         yield fake
+        join_typing()  # before WeChat goes: a late "typing" request must not log into the next test
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +83,7 @@ def _disconnect() -> Iterator[None]:
 
 
 def key(msg_id: int, openid: str = OPENID, account: str = ACCOUNT) -> str:
-    return f"{account}:{openid}:m:{msg_id}"
+    return f"{account}:m:{openid}:{msg_id}"  # the dedup key of a message
 
 
 # -- leases and heartbeats ------------------------------------------------------------------------
@@ -104,6 +106,7 @@ def test_a_running_job_keeps_its_lease_so_no_other_worker_runs_it(tl: Timeline) 
     renewals = [(at, value, ttl) for at, op, value, ttl in store.log(lease, "set")]
     assert [at for at, _, _ in renewals] == [T0 + k for k in range(1, 13)] + [T0 + 12.0]
     assert all(value["owner"] == a.runner.owner and ttl == 3.0 for _, value, ttl in renewals)
+    assert renewals[-1][1] == {"owner": a.runner.owner, "at": tl.wall(T0 + 12)}  # the job's start
     assert {seconds for _, seconds in tl.beats} == {1.0}
     # b's deliveries tried to claim it and were refused: at their start, then every half lease.
     refused = [at for at, op, _, _ in store.log(lease, "add refused")]
@@ -316,7 +319,8 @@ def test_a_held_delivery_is_answered_after_wechats_deadline_plus_the_margin(tl: 
 
 
 def strategy_of(tl: Timeline, s: Any, msg_id: int, at: float) -> str:
-    """The strategy a message (from a user with nothing kept) arriving at ``at`` gets: the job carries it."""
+    """The strategy a message (from a user with nothing kept) arriving at ``at`` gets: the job carries
+    it. (A quick job: the delivery answers it, no "typing" request goes out.)"""
     before = len(s.executor.jobs)
     probe = WeChatUser(s.acct.callback, TOKEN, openid="oProbeUser000000000000000001")
     push(tl, probe, probe.message_xml("text", {"Content": "which?"}, msg_id=msg_id), attempts=1, at=at)
@@ -328,10 +332,10 @@ def strategy_of(tl: Timeline, s: Any, msg_id: int, at: float) -> str:
 def test_auto_means_customer_service_with_a_secret_or_an_external_refresher(
     tl: Timeline, fake: FakeWeChat
 ) -> None:
-    assert strategy_of(tl, make(tl, fake, seconds=[None]), 20, T0) == "customer_service"
-    external = make(tl, seconds=[None], refresher="external")
+    assert strategy_of(tl, make(tl, fake, seconds=1.0), 20, T0) == "customer_service"
+    external = make(tl, seconds=1.0, refresher="external")
     assert strategy_of(tl, external, 21, T0 + 10) == "customer_service"
-    assert strategy_of(tl, make(tl, seconds=[None]), 22, T0 + 20) == "retries"
+    assert strategy_of(tl, make(tl, seconds=1.0), 22, T0 + 20) == "retries"
 
 
 def test_a_handlers_own_strategy_wins_over_the_accounts(tl: Timeline, fake: FakeWeChat) -> None:
@@ -377,8 +381,8 @@ def test_without_an_account_customer_service_falls_back_to_retries(tl: Timeline)
 
 def test_after_48001_the_account_uses_retries_for_a_day(tl: Timeline, fake: FakeWeChat) -> None:
     store = TimedStore(tl)
-    s = make(tl, fake, seconds=[8.0, None], store=store)
-    other = make(tl, fake, seconds=[None], store=store)  # another process of the same account
+    s = make(tl, fake, seconds=[8.0, 1.0], store=store)
+    other = make(tl, fake, seconds=1.0, store=store)  # another process of the same account
     fake.fail_next(errcode=48001, paths=(SEND,))
     push(tl, s.user, s.text("q", 30))
     tl.run()
@@ -391,8 +395,8 @@ def test_after_48001_the_account_uses_retries_for_a_day(tl: Timeline, fake: Fake
 
 def test_the_no_api_mark_is_remembered_in_the_process_for_a_minute(tl: Timeline, fake: FakeWeChat) -> None:
     store = TimedStore(tl)
-    s = make(tl, fake, seconds=[8.0, None], store=store)
-    other = make(tl, fake, seconds=[None], store=store)
+    s = make(tl, fake, seconds=[8.0, 1.0], store=store)
+    other = make(tl, fake, seconds=1.0, store=store)
     fake.fail_next(errcode=48001, paths=(SEND,))
     push(tl, s.user, s.text("q", 40))
     tl.run()
@@ -507,6 +511,17 @@ def test_after_the_holding_text_the_next_message_gets_the_result_at_once(tl: Tim
     assert finished(nxt) == [T0 + 15.0]
 
 
+def test_the_retry_window_of_a_kept_result_counts_from_the_claim(tl: Timeline) -> None:
+    """WeChat gave up after two deliveries (no holding text was answered): the result, ready at
+    T0 + 12, waits out the window counted from the claim (T0 + 15.5), not from its end."""
+    s = make(tl, seconds=[12.0, 1.0], slow_strategy="retries")
+    first = push(tl, s.user, s.text("q", 62), attempts=2)
+    nxt = push(tl, s.user, s.text("next", 63), at=T0 + 16)
+    tl.run()
+    assert first.answered is None
+    assert nxt.tries[0].body == xml_at(TextReply("answer to q"), T0 + 12, tl)
+
+
 def test_a_job_without_strategy_or_claim_time_is_kept_from_its_run(tl: Timeline) -> None:
     """A job written by hand (or by an older version) has only the message and its key: it runs
     as ``retries`` and its result waits out the retry window counted from the run."""
@@ -542,6 +557,26 @@ def test_a_job_whose_handler_is_gone_answers_success_and_logs_it(tl: Timeline, c
     assert finished_jobs == [] and s.runs == []
 
 
+def test_a_long_job_key_is_cut_in_the_log(tl: Timeline, caplog: Any) -> None:
+    s = make(tl, seconds=[1.0], slow_strategy="retries", handler=False)
+    enabled = [True]
+
+    @s.acct.on("text", slow=True, when=lambda msg: enabled[0])
+    def slow(msg: Any) -> str:
+        return "x"
+
+    long_id = "o" + "x" * 300
+    user = WeChatUser(s.acct.callback, TOKEN, openid=long_id)
+    push(tl, user, user.message_xml("text", {"Content": "q"}, msg_id=99))
+    tl.at(T0 + 0.5, lambda: enabled.__setitem__(0, False))
+    with caplog.at_level(logging.WARNING, logger="wxmp.slow"):
+        tl.run()
+    k = key(99, openid=long_id)
+    assert logged(caplog, logging.WARNING) == [
+        f"wxmp slow: no slow handler matches job {k[:200]!r}… any more"
+    ]
+
+
 def test_a_failing_job_is_logged_and_its_lease_released(tl: Timeline, caplog: Any) -> None:
     s = make(tl, seconds=[2.0], slow_strategy="retries", slow_lease=3.0)
     s.store.down_for_writes = ("slow:done:",)
@@ -555,6 +590,69 @@ def test_a_failing_job_is_logged_and_its_lease_released(tl: Timeline, caplog: An
     lease = f"slow:lease:{key(71)}"
     assert [at for at, op, _, _ in s.store.log(lease, "set")] == [T0 + 1.0, T0 + 2.0, T0 + 2.0]
     assert p.tries[0].finished is not None
+
+
+def test_failures_of_event_jobs_name_the_event(tl: Timeline, caplog: Any) -> None:
+    s = make(tl, seconds=[1.0, 1.0], handler=False)
+
+    @s.acct.on("click", slow=True)
+    def tapped(msg: Any) -> str:
+        if msg.event_key == "BROKEN":
+            raise RuntimeError("no")
+        return "tapped"
+
+    s.store.down_for_writes = ("slow:done:",)
+    push(tl, s.user, s.user.message_xml("event", {"Event": "CLICK", "EventKey": "K1"}))
+    tl.at(T0 + 5, lambda: setattr(s.store, "down_for_writes", ()))
+    push(tl, s.user, s.user.message_xml("event", {"Event": "CLICK", "EventKey": "BROKEN"}), at=T0 + 10)
+    with caplog.at_level(logging.ERROR, logger="wxmp.slow"):
+        tl.run()
+    assert logged(caplog, logging.ERROR) == [
+        f"wxmp slow: job for 'click/event' from '{OPENID}' failed",
+        f"wxmp slow handler failed for 'click/event' from '{OPENID}'",
+    ]
+
+
+def test_a_job_rerun_in_the_same_process_ends_cleanly_twice(tl: Timeline) -> None:
+    """The heartbeat stalls (its store calls hang): the lease lapses, the waiting delivery claims the
+    job again and this process runs it a second time; both runs end without an error (a task
+    queue would retry a job that raised)."""
+    s = make(tl, slow_strategy="retries", slow_lease=3.0, handler=False)
+    s.runner.executor = executor = ActorExecutor(tl)
+    boxes: list[dict[str, Any]] = []
+    original = tl.spawn
+
+    def spawn(name: str, fn: Any) -> dict[str, Any]:
+        box = original(name, fn)
+        if name == "job":
+            boxes.append(box)
+        return box
+
+    tl.spawn = spawn  # type: ignore[method-assign]
+
+    @s.acct.on("text", slow=True)
+    def slow(msg: Any) -> str:
+        sleep(tl, 3.5)
+        return "twice"
+
+    p = push(tl, s.user, s.text("q", 96), attempts=1)
+    tl.at(T0 + 0.5, lambda: tl.stop(s.runner))
+    tl.run()
+    assert [at for at, _ in executor.jobs] == [T0, pytest.approx(T0 + 3.0, abs=0.11)]
+    assert [sorted(b) for b in boxes] == [["at", "value"], ["at", "value"]]
+    assert p.tries[0].finished is not None
+
+
+def test_a_dropped_claim_does_not_stop_the_renewal_of_the_others(tl: Timeline) -> None:
+    store = TimedStore(tl)
+    web = make(tl, seconds=[None, 6.0], store=store, slow_strategy="retries", slow_lease=3.0)
+    queue = make(tl, seconds=[None], store=store, slow_strategy="retries", slow_lease=3.0)
+    push(tl, web.user, web.text("queued", 97), attempts=1)
+    push(tl, web.user, web.text("local", 98), attempts=1, at=T0 + 0.25)
+    tl.at(T0 + 0.5, lambda: queue.runner.run_job(web.executor.jobs[0][1]))  # another process runs the first
+    tl.run(until=T0 + 3)
+    local = f"slow:lease:{key(98)}"
+    assert [at for at, op, _, _ in store.log(local, "set")] == [T0 + 1.0, T0 + 2.0, T0 + 3.0]
 
 
 def test_the_handler_runs_in_the_callbacks_context_under_a_long_deadline(tl: Timeline) -> None:
@@ -602,12 +700,12 @@ def test_a_bare_callbacks_job_runs_without_a_context(tl: Timeline) -> None:
 
     @callback.on("text", slow=True)
     async def slow(msg: Any) -> str:  # an async handler is run to its end too
-        return "async answer"
+        return "async answer to " + msg.content
 
     user = WeChatUser(callback, TOKEN, openid=OPENID)
     p = push(tl, user, user.message_xml("text", {"Content": "q"}, msg_id=74))
     tl.run()
-    assert p.reply == TextReply("async answer") and finished(p) == [T0]
+    assert p.reply == TextReply("async answer to q") and finished(p) == [T0]
 
 
 def test_job_signals_say_how_it_ended(tl: Timeline) -> None:
@@ -637,6 +735,10 @@ def test_a_failing_handler_under_retries_answers_success_at_once(tl: Timeline) -
         (
             VideoReply("M1", title="clip"),
             {"msgtype": "video", "video": {"media_id": "M1", "title": "clip"}},
+        ),
+        (
+            VideoReply("M2", description="a clip"),
+            {"msgtype": "video", "video": {"media_id": "M2", "description": "a clip"}},
         ),
         (
             MusicReply("http://m/1.mp3", "TH", title="T", description="D"),
@@ -729,19 +831,26 @@ def test_a_cache_outage_runs_the_handler_in_the_request(tl: Timeline, caplog: An
     ]
 
 
-def test_slow_events_are_keyed_by_time_and_event(tl: Timeline) -> None:
+def test_two_taps_on_two_slow_buttons_in_one_second_are_two_jobs(tl: Timeline) -> None:
+    """Events have no MsgId: a push is the sender, the second, the event and its key (as for the
+    dedup), so a retry of a tap is the same job and a tap on another button is not."""
     s = make(tl, seconds=[1.0, 1.0], handler=False)
 
     @s.acct.on("click", slow=True)
     def tapped(msg: Any) -> str:
         return "tapped " + msg.event_key
 
-    xml = s.user.message_xml("event", {"Event": "CLICK", "EventKey": "K1"})
-    created = parse_message(xml).create_time
-    p = push(tl, s.user, xml)
+    clock = lambda: 1_800_000_000.0  # noqa: E731 (both taps in one second)
+    user = WeChatUser(s.acct.callback, TOKEN, openid=OPENID, clock=clock)
+    one = user.message_xml("event", {"Event": "CLICK", "EventKey": "K1"})
+    two = user.message_xml("event", {"Event": "CLICK", "EventKey": "K2"})
+    p1, p2 = push(tl, s.user, one), push(tl, s.user, two, at=T0 + 0.5)
     tl.run()
-    assert p.reply == TextReply("tapped K1")
-    assert s.executor.jobs[0][1]["key"] == f"{ACCOUNT}:{OPENID}:e:{created}:CLICK"
+    assert (p1.reply, p2.reply) == (TextReply("tapped K1"), TextReply("tapped K2"))
+    assert [job["key"] for _, job in s.executor.jobs] == [
+        f"{ACCOUNT}:e:{OPENID}:1800000000:CLICK:K1",
+        f"{ACCOUNT}:e:{OPENID}:1800000000:CLICK:K2",
+    ]
 
 
 # -- the runner's parts ---------------------------------------------------------------------------
@@ -994,6 +1103,14 @@ def test_the_thread_executor_makes_its_pool_on_first_use_and_anew_after_fork() -
         ("a" * 1200 + "\n" + "b" * 300 + " " + "c" * 1000, None, ["a" * 1200 + "\n" + "b" * 300, "c" * 1000]),
         ("a" * 1200 + " " + "b" * 300 + "\n" + "c" * 1000, None, ["a" * 1200 + " " + "b" * 300, "c" * 1000]),
         ("a" * 1999 + "\n\n\n" + "b" * 10, None, ["a" * 1999, "b" * 10]),
+        ("a" * 1999 + "\n" + "XYZ", None, ["a" * 1999, "XYZ"]),  # only newlines are dropped
+        ("x" * 1500 + " " + "y" * 499, None, ["x" * 1500 + " " + "y" * 499]),  # exactly the limit
+        (
+            "a" * 1100 + "\n" + "b" * 300 + "\n" + "c" * 1000,
+            None,
+            ["a" * 1100 + "\n" + "b" * 300, "c" * 1000],
+        ),
+        ("a" * 1100 + " " + "b" * 300 + " " + "c" * 1000, None, ["a" * 1100 + " " + "b" * 300, "c" * 1000]),
         ("a" * 1999 + " " + "   ", None, ["a" * 1999]),
         ("a" * 1999 + " " + "  b", None, ["a" * 1999, "  b"]),
         ("word " * 30, 100, ["word " * 19 + "word", "word " * 10]),

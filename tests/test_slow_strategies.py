@@ -55,6 +55,7 @@ def fake() -> Iterator[FakeWeChat]:
     with FakeWeChat() as fake:
         fake.add_user(OPENID)
         yield fake
+        join_typing()  # before WeChat goes: a late "typing" request must not log into the next test
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +87,7 @@ def test_a_result_ready_in_time_is_the_passive_answer_of_the_first_delivery(tl: 
     (claimed_at, job) = s.executor.jobs[0]
     assert claimed_at == T0
     assert json.loads(json.dumps(job)) == job  # plain data, as a task queue carries it
-    assert job["key"] == f"{ACCOUNT}:{OPENID}:m:1"
+    assert job["key"] == f"{ACCOUNT}:m:{OPENID}:1"  # as the dedup knows it
     assert job["strategy"] == "retries"  # auto, and no secret: no customer-service API
     assert job["claimed_at"] == tl.wall(T0)
     assert job["message"]["Content"] == "quick" and job["message"]["MsgId"] == "1"
@@ -128,7 +129,7 @@ def test_retries_the_last_delivery_holds_and_the_next_message_gets_the_result(tl
     assert p.tries[2].body == xml_at(TextReply(HOLDING), T0 + 14.5, tl)
     assert s.runs == ["twenty"]  # the job finished at T0 + 20
     assert [h["reason"] for h in held] == ["no delivery answered yet"]
-    assert held[0]["message"].content == "twenty"
+    assert held[0]["message"].content == "twenty" and held[0]["sender"] is s.acct.callback.sender
 
     nxt = push(tl, s.user, s.text("anything?", 5), at=T0 + 30)
     tl.run()
@@ -193,7 +194,7 @@ def test_the_last_delivery_answers_a_result_stored_just_before_it_looked(tl: Tim
     original = store.set
 
     def set_and_finish(name: str, value: Any, ttl: float = 0) -> None:
-        if name == f"slow:gave-up:{ACCOUNT}:{OPENID}:m:12":
+        if name == f"slow:gave-up:{ACCOUNT}:m:{OPENID}:12":
             s.runner.run_job(s.executor.jobs[0][1])  # the job ends in that very moment
         original(name, value, ttl)
 
@@ -234,6 +235,9 @@ def test_customer_service_answers_success_in_time_then_sends_the_result(
     assert [x["messages"] for x in sent] == [1]
     assert sent[0]["sender"] is s.acct.callback.sender is not None and sent[0]["message"].content == "deep"
     assert [x["ok"] for x in finished_jobs] == [True]
+    assert (
+        finished_jobs[0]["sender"] is s.acct.callback.sender and finished_jobs[0]["message"].content == "deep"
+    )
     assert s.runs == ["deep"] and len(s.executor.jobs) == 1
     join_typing()
     assert fake.count(TYPING) == 1  # no "cancel typing" after a sent answer
@@ -241,9 +245,11 @@ def test_customer_service_answers_success_in_time_then_sends_the_result(
 
 def test_customer_service_quick_result_is_still_the_passive_answer(tl: Timeline, fake: FakeWeChat) -> None:
     s = make(tl, fake, seconds=3.0)
+    held = listen(signals.slow_result_held)
     p = push(tl, s.user, s.text("fast", 22))
     tl.run()
     assert p.reply == TextReply("answer to fast") and finished(p) == [T0 + 3.0]
+    assert held == []  # nothing kept "in case": under customer service the job knows who delivers
     join_typing()
     assert fake.count(SEND) == 0 and fake.count(TYPING) == 0
 

@@ -196,14 +196,6 @@ class ThreadExecutor:
             pool.shutdown(wait=wait)
 
 
-def message_key(msg: Message) -> str:
-    """The identity of a push across WeChat's retries, with its sender (as the dedup uses)."""
-    raw = msg.raw
-    msg_id = raw.get("MsgId")
-    tail = f"m:{msg_id}" if msg_id else f"e:{msg.create_time}:{raw.get('Event', '')}"
-    return f"{raw.get('ToUserName', '')}:{msg.from_user_name}:{tail}"
-
-
 def _event_wait(event: threading.Event, seconds: float) -> bool:
     """The default wait of :class:`SlowRunner`: block until ``event`` is set or ``seconds`` pass."""
     return event.wait(seconds)
@@ -365,18 +357,15 @@ class SlowRunner:
             return None
 
     def _strategy(self, route: Route) -> str:
-        strategy = self.options.strategy if route.slow in (None, "default") else route.slow
-        assert strategy is not None
+        if self.account is None:
+            return "retries"  # customer service needs an account's API
+        strategy = self.options.strategy if route.slow == "default" else str(route.slow)
         if strategy == "auto":
-            strategy = "customer_service" if self._has_api() else "retries"
-        if strategy == "customer_service" and self.account is None:
-            strategy = "retries"
+            strategy = "customer_service" if self._has_api(self.account) else "retries"
         return strategy
 
-    def _has_api(self) -> bool:
-        if self.account is None:
-            return False
-        settings = self.account.settings
+    def _has_api(self, account: Account) -> bool:
+        settings = account.settings
         if not (settings.can_fetch or settings.refresher == "external"):
             return False
         now = self.clock()
@@ -400,7 +389,7 @@ class SlowRunner:
 
     def _deliver(self, msg: Message, strategy: str) -> Generator[_Pause, None, str]:
         opts = self.options
-        key = message_key(msg)
+        key = msg.dedup_key  # the identity of a push across WeChat's retries, with its sender
         start = self.monotonic()
         answer_by = start + opts.wechat_timeout - opts.margin
         n = self._attempt(key)
@@ -505,7 +494,7 @@ class SlowRunner:
         name = self._held_name(msg)
         kept = self._kept(name)
         left = list(kept)
-        this, now = message_key(msg), self.clock()
+        this, now = msg.dedup_key, self.clock()
         for entry in kept:  # the oldest first
             if entry["key"] == this:
                 continue
