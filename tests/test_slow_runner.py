@@ -315,6 +315,26 @@ def test_a_held_delivery_is_answered_after_wechats_deadline_plus_the_margin(tl: 
     assert {round(sec, 6) for _, sec in held} <= {0.75, 0.66}
 
 
+def test_a_held_delivery_looks_at_the_lease_every_quarter_lease(tl: Timeline) -> None:
+    s = make(tl, seconds=[None], slow_strategy="retries", slow_lease=2.0)
+    push(tl, s.user, s.text("q", 15), attempts=1)
+    tl.run()
+    held = [(at, seconds) for name, at, seconds in tl.pauses if at >= T0 + 4.5 - 1e-9 and seconds > 1e-6]
+    assert held == [(pytest.approx(T0 + 4.5), 0.5), (pytest.approx(T0 + 5.0), pytest.approx(0.5))]
+
+
+def test_two_deliveries_waiting_in_one_process_both_wake_when_the_job_ends(tl: Timeline) -> None:
+    """WeChat (or a proxy) delivers the same push twice at once: both wait for the one job, and
+    both answer the instant it ends (the result once, success for the other)."""
+    s = make(tl, seconds=2.0, slow_strategy="retries")
+    first = push(tl, s.user, s.text("q", 16), attempts=1)
+    second = push(tl, s.user, s.text("q", 16), attempts=1, at=T0 + 1.0)
+    tl.run()
+    assert finished(first) == [T0 + 2.0] and finished(second) == [T0 + 2.0]
+    assert first.reply == TextReply("answer to q") and second.tries[0].body == b"success"
+    assert len(s.executor.jobs) == 1
+
+
 # -- which strategy -------------------------------------------------------------------------------
 
 

@@ -315,6 +315,7 @@ def test_customer_service_failed_handler_cancels_typing(tl: Timeline, fake: Fake
     assert logged(caplog, logging.ERROR) == [f"wxmp slow handler failed for 'text' from '{OPENID}'"]
     assert "RuntimeError: model down" in caplog.text  # with its traceback
     assert failures[0]["sender"] is s.acct.callback.sender is not None
+    assert finished_jobs[0]["sender"] is s.acct.callback.sender
     assert failures[0]["message"].content == "q" and finished_jobs[0]["message"].content == "q"
 
 
