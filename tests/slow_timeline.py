@@ -37,6 +37,8 @@ WALL = 1_700_000_000.0
 #: Real seconds any step may take before the test is declared stuck (a bound, never a timing).
 STUCK = 30.0
 T0 = START
+#: Waits of one thread at one instant beyond which it is declared stuck in a loop.
+SPIN = 1000
 
 TOKEN = "slowtoken"
 OPENID = "oSlowUser0000000000000000002"
@@ -75,6 +77,7 @@ class Timeline:
         self._runners: list[SlowRunner] = []
         self._parked: dict[threading.Thread, _Waiter] = {}
         self._stopped: set[int] = set()
+        self._same_instant: dict[threading.Thread, tuple[float, int]] = {}
         #: every wait of an actor: (thread name, instant, seconds)
         self.pauses: list[tuple[str, float, float]] = []
         #: every wait of a lease heartbeat: (instant, seconds)
@@ -98,6 +101,7 @@ class Timeline:
             waiter = _Waiter(self.now + seconds, next(self._seq), event, seconds=seconds)
             if me in self._actors:
                 self.pauses.append((me.name, self.now, seconds))
+                self._check_progress(me)
                 self._actors[me] = waiter
                 self._running -= 1
                 self._waiters.append(waiter)
@@ -112,6 +116,15 @@ class Timeline:
             if waiter.killed:
                 raise Killed
             return event.is_set()
+
+    def _check_progress(self, me: threading.Thread) -> None:
+        """A delivery waiting again and again at one instant never lets time move: fail it at once
+        rather than loop until the test's own time limit."""
+        same = self._same_instant.get(me)
+        count = same[1] + 1 if same is not None and same[0] == self.now else 1
+        self._same_instant[me] = (self.now, count)
+        if count > SPIN:
+            raise AssertionError(f"{me.name} waited {count} times at {self.now} without time moving")
 
     # -- driving -----------------------------------------------------------------------------
 
