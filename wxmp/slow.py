@@ -104,6 +104,10 @@ MAX_MESSAGES = 5
 REPORTED = {45015: "the 48-hour window is closed", 45047: "too many messages", 48001: "no API access"}
 #: How long an account that answered 48001 is treated as one without the customer-service API.
 NO_API_TTL = 86400
+#: Results kept for one user's next messages at most (beyond, the oldest is dropped).
+MAX_KEPT = 10
+#: The key of what customer service did not deliver: its own "sent" record, as the job took the key's.
+_REST = ":rest"
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -192,20 +196,20 @@ class ThreadExecutor:
             pool.shutdown(wait=wait)
 
 
-def message_key(msg: Message) -> str:
-    """The identity of a push across WeChat's retries, with its sender (as the dedup uses)."""
-    raw = msg.raw
-    msg_id = raw.get("MsgId")
-    tail = f"m:{msg_id}" if msg_id else f"e:{msg.create_time}:{raw.get('Event', '')}"
-    return f"{raw.get('ToUserName', '')}:{msg.from_user_name}:{tail}"
+def _event_wait(event: threading.Event, seconds: float) -> bool:
+    """The default wait of :class:`SlowRunner`: block until ``event`` is set or ``seconds`` pass."""
+    return event.wait(seconds)
 
 
 class _Heartbeat:
     """One thread renewing the leases of the jobs this process runs (every third of the lease)."""
 
-    def __init__(self, store: SharedStore, lease: float) -> None:
+    def __init__(
+        self, store: SharedStore, lease: float, wait: Callable[[threading.Event, float], bool] = _event_wait
+    ) -> None:
         self.store = store
         self.lease = lease
+        self.wait = wait
         self.jobs: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self.wake = threading.Event()
@@ -226,22 +230,38 @@ class _Heartbeat:
 
     def _run(self) -> None:
         while True:
-            self.wake.wait(self.lease / 3)
-            with self.lock:
-                jobs = list(self.jobs.items())
-            for name, value in jobs:
-                try:
-                    self.store.set(name, value, self.lease)
-                except CacheUnavailable as exc:
-                    log.warning("wxmp slow: could not renew a lease (%s)", exc)
+            self.wait(self.wake, self.lease / 3)
+            self.renew()
+
+    def renew(self) -> None:
+        """Extend the lease of every job claimed or running here by a full lease from now.
+
+        A claim whose job started in another process (a task queue's worker: the lease names another
+        owner) is dropped: that process renews it now, and stops when it finishes or dies.
+        """
+        with self.lock:
+            jobs = list(self.jobs.items())
+        for name, value in jobs:
+            try:
+                current = self.store.get(name)
+                if isinstance(current, dict) and current.get("owner") != value["owner"]:
+                    self.remove(name)
+                    continue
+                self.store.set(name, value, self.lease)
+            except CacheUnavailable as exc:
+                log.warning("wxmp slow: could not renew a lease (%s)", exc)
 
 
 class SlowRunner:
     """Runs a callback's slow handlers (see the module docstring); ``Callback.slow`` holds one.
 
     ``account`` gives the customer-service API and the settings; without one (a bare
-    :class:`~wxmp.middleware.Callback`) only the ``retries`` strategy is possible. ``clock``,
-    ``monotonic`` and ``sleep`` are injectable for tests.
+    :class:`~wxmp.middleware.Callback`) only the ``retries`` strategy is possible.
+
+    ``clock`` (wall time, for CreateTime and the records), ``monotonic`` (the deadlines) and
+    ``wait`` are the seams a test drives time through: ``wait(event, seconds)`` blocks until
+    ``event`` is set or ``seconds`` have passed on ``monotonic`` (the default is ``event.wait``); the
+    request side (:meth:`process`) and the lease heartbeat wait only through it.
     """
 
     def __init__(
@@ -254,6 +274,7 @@ class SlowRunner:
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        wait: Callable[[threading.Event, float], bool] = _event_wait,
     ) -> None:
         self.callback = callback
         self.account = account
@@ -273,8 +294,9 @@ class SlowRunner:
         self.executor: Executor = executor if executor is not None else ThreadExecutor(options.workers)
         self.clock = clock
         self.monotonic = monotonic
+        self.wait = wait
         self.owner = uuid.uuid4().hex[:12]
-        self._heartbeat = _Heartbeat(store, options.lease)
+        self._heartbeat = _Heartbeat(store, options.lease, wait)
         self._events: dict[str, threading.Event] = {}
         self._events_lock = threading.Lock()
         self._no_api_until = 0.0
@@ -289,7 +311,7 @@ class SlowRunner:
 
         Waits for the result in this thread (the WSGI callback's request thread).
         """
-        return _drive(self._delivery(msg))
+        return _drive(self._delivery(msg), self.wait)
 
     async def process_async(self, msg: Message) -> str | None:
         """:meth:`process` for the ASGI callback: the waits are ``asyncio.sleep``\\s on the loop, so
@@ -300,20 +322,20 @@ class SlowRunner:
         loop = asyncio.get_running_loop()
         steps = self._delivery(msg)
 
-        def step(first: bool) -> _Pause | _Done:
+        def step() -> _Pause | _Done:
             # StopIteration cannot cross a Future (asyncio would hang): turn it into a value here.
             try:
-                return next(steps) if first else steps.send(None)
+                return steps.send(None)  # the first send starts the generator, as next() does
             except StopIteration as stop:
                 return _Done(stop.value)
 
-        result = await asyncio.to_thread(step, True)
+        result = await asyncio.to_thread(step)
         while isinstance(result, _Pause):
             # A job finished in this process sets the event: look at it on the loop, cheaply.
             end = loop.time() + result.seconds
             while not result.event.is_set() and (left := end - loop.time()) > 0:
                 await asyncio.sleep(min(left, 0.02))
-            result = await asyncio.to_thread(step, False)
+            result = await asyncio.to_thread(step)
         return result.value
 
     def _delivery(self, msg: Message) -> Generator[_Pause, None, str | None]:
@@ -335,18 +357,15 @@ class SlowRunner:
             return None
 
     def _strategy(self, route: Route) -> str:
-        strategy = self.options.strategy if route.slow in (None, "default") else route.slow
-        assert strategy is not None
+        if self.account is None:
+            return "retries"  # customer service needs an account's API
+        strategy = self.options.strategy if route.slow == "default" else str(route.slow)
         if strategy == "auto":
-            strategy = "customer_service" if self._has_api() else "retries"
-        if strategy == "customer_service" and self.account is None:
-            strategy = "retries"
+            strategy = "customer_service" if self._has_api(self.account) else "retries"
         return strategy
 
-    def _has_api(self) -> bool:
-        if self.account is None:
-            return False
-        settings = self.account.settings
+    def _has_api(self, account: Account) -> bool:
+        settings = account.settings
         if not (settings.can_fetch or settings.refresher == "external"):
             return False
         now = self.clock()
@@ -370,7 +389,7 @@ class SlowRunner:
 
     def _deliver(self, msg: Message, strategy: str) -> Generator[_Pause, None, str]:
         opts = self.options
-        key = message_key(msg)
+        key = msg.dedup_key  # the identity of a push across WeChat's retries, with its sender
         start = self.monotonic()
         answer_by = start + opts.wechat_timeout - opts.margin
         n = self._attempt(key)
@@ -441,6 +460,10 @@ class SlowRunner:
                     done = self.store.get(done_name)
                     if done is not None:
                         return done  # type: ignore[no-any-return]
+                    # Set by a job that ended without a result (its store write failed): waiting on
+                    # it again would return at once, a busy loop until the deadline. A job that
+                    # finishes after this line is seen at the next poll.
+                    event.clear()
                 now = self.monotonic()
                 if now >= until:
                     return None
@@ -468,23 +491,47 @@ class SlowRunner:
         keyword = self.options.keyword
         if keyword is not None and not (isinstance(msg, TextMessage) and msg.content.strip() == keyword):
             return None
-        held_name = self._name("held", f"{msg.raw.get('ToUserName', '')}:{msg.from_user_name}")
-        held = self.store.get(held_name)
-        if not isinstance(held, dict) or held.get("key") == message_key(msg):
-            return None
-        if self.clock() < held.get("after", 0) and not self.store.get(self._name("gave-up", held["key"])):
-            return None  # WeChat may still retry the earlier message: that retry answers it
-        self.store.delete(held_name)
-        if not self.store.add(self._name("sent", held["key"]), 1, self.options.result_ttl):
-            return None  # a retry answered it after all
-        # The stored XML was rendered for the earlier message: same addresses, older CreateTime.
-        return str(held["xml"])
+        name = self._held_name(msg)
+        kept = self._kept(name)
+        left = list(kept)
+        this, now = msg.dedup_key, self.clock()
+        for entry in kept:  # the oldest first
+            if entry["key"] == this:
+                continue
+            if now < entry.get("after", 0) and not self.store.get(self._name("gave-up", entry["key"])):
+                continue  # WeChat may still retry that message: its retry answers it
+            left.remove(entry)
+            if left:
+                self.store.set(name, left, self.options.result_ttl)
+            else:
+                self.store.delete(name)
+            if self.store.add(self._name("sent", entry["key"]), 1, self.options.result_ttl):
+                # The stored XML was rendered for the earlier message: same addresses, older CreateTime.
+                return str(entry["xml"])
+            # A retry answered that one after all: look at the next.
+        return None
+
+    def _held_name(self, msg: Message) -> str:
+        return self._name("held", f"{msg.raw.get('ToUserName', '')}:{msg.from_user_name}")
+
+    def _kept(self, name: str) -> list[dict[str, Any]]:
+        """The results kept under ``name``, oldest first (one record, as earlier versions kept, counts)."""
+        held = self.store.get(name)
+        entries = [held] if isinstance(held, dict) else held if isinstance(held, list) else []
+        return [h for h in entries if isinstance(h, dict) and "key" in h and "xml" in h]
 
     def _hold(self, msg: Message, key: str, xml: str, reason: str, after: float = 0.0) -> None:
         """Keep a result for the user's next message (one arriving from ``after`` on, or once the
-        last delivery of the message answered the holding text)."""
-        name = self._name("held", f"{msg.raw.get('ToUserName', '')}:{msg.from_user_name}")
-        self.store.set(name, {"key": key, "xml": xml, "after": after}, self.options.result_ttl)
+        last delivery of the message answered the holding text).
+
+        A user may have several (a keyword-only pickup, a result kept while another waits): they
+        are handed out oldest first, at most :data:`MAX_KEPT` of them. Two results kept for one user
+        at the same moment on two workers can still overwrite each other (no atomic append).
+        """
+        name = self._held_name(msg)
+        kept = [h for h in self._kept(name) if h["key"] != key]
+        kept = [*kept[-(MAX_KEPT - 1) :], {"key": key, "xml": xml, "after": after}]
+        self.store.set(name, kept, self.options.result_ttl)
         if signals.slow_result_held.receivers:
             signals.slow_result_held.send(self.callback.sender, message=msg, reason=reason)
 
@@ -496,8 +543,11 @@ class SlowRunner:
         key = str(job["key"])
         strategy = str(job.get("strategy", "retries"))
         lease = self._name("lease", key)
-        self._heartbeat.add(lease, {"owner": self.owner, "at": self.clock()})
+        claim = {"owner": self.owner, "at": self.clock()}
+        self._heartbeat.add(lease, claim)
         try:
+            # The job runs here now: the lease names this process, so a claimer elsewhere stops renewing.
+            self.store.set(lease, claim, self.options.lease)
             done = self._execute(msg, key)
             if done.get("ok") and signals.slow_job_finished.receivers:
                 signals.slow_job_finished.send(self.callback.sender, message=msg, ok=True)
@@ -518,7 +568,7 @@ class SlowRunner:
     def _execute(self, msg: Message, key: str) -> dict[str, Any]:
         found = self.callback.router.find(msg)
         if found is None or found[0].slow is None:
-            log.warning("wxmp slow: no slow handler matches job %s any more", key)
+            log.warning("wxmp slow: no slow handler matches job %s any more", loggable(key, 200))
             done: dict[str, Any] = {"ok": False}
         else:
             route, handed = found
@@ -554,7 +604,7 @@ class SlowRunner:
                 self._typing(msg, False)
             elif self.store.add(self._name("sent", key), 1, self.options.result_ttl):
                 self._send(msg, key, done)
-        elif done.get("ok") and strategy == "retries":
+        elif done.get("ok") and strategy == "retries" and not _empty(done):
             # A later retry may still answer it; if none does, the user's next message gets it.
             opts = self.options
             after = claimed_at + opts.attempts * opts.wechat_timeout + opts.margin
@@ -568,7 +618,9 @@ class SlowRunner:
         out: list[list[Any]] | None = done.get("out")
         if not out:
             self._typing(msg, False)
-            self._hold(msg, key, str(done["xml"]), "not sendable through customer service")
+            if not _empty(done):
+                # "sent" is taken for the key already: keep it under the key of a rest, as below.
+                self._hold(msg, key + _REST, str(done["xml"]), "not sendable through customer service")
             return
         for i, (msgtype, payload) in enumerate(out):
             if i >= MAX_MESSAGES:
@@ -580,7 +632,7 @@ class SlowRunner:
                 reason = REPORTED.get(exc.errcode, "customer-service send failed")
                 log.warning(
                     "wxmp slow: customer-service message to %s not sent: %s (%s); kept for the next message",
-                    openid,
+                    loggable(openid),
                     reason,
                     exc.errcode,
                 )
@@ -612,7 +664,7 @@ class SlowRunner:
             xml = reply_for(msg, TextReply(text), self.clock())
         else:
             xml = str(done["xml"])
-        self._hold(msg, key + ":rest", xml, reason)
+        self._hold(msg, key + _REST, xml, reason)
 
     def _typing(self, msg: Message, on: bool) -> None:
         """Show (or hide) "typing..." in the background; failures only logged (45080/45081 are harmless)."""
@@ -643,28 +695,35 @@ class _Done:
     value: str | None
 
 
-def _drive(steps: Generator[_Pause, None, str | None]) -> str | None:
-    """Run the request side in this thread: each pause is a wait on its event."""
+def _drive(
+    steps: Generator[_Pause, None, str | None], wait: Callable[[threading.Event, float], bool]
+) -> str | None:
+    """Run the request side in this thread: each pause is a ``wait`` on its event."""
     try:
         pause = next(steps)
         while True:
-            pause.event.wait(pause.seconds)
+            wait(pause.event, pause.seconds)
             pause = steps.send(None)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 
 
+def _empty(done: dict[str, Any]) -> bool:
+    """True for a result that says nothing (None, ``success``, an empty body): nothing to send or keep,
+    or the user's next message would be swallowed by it."""
+    return done.get("xml") in (SUCCESS, "")
+
+
 def _outgoing(value: Reply | None) -> list[list[Any]] | None:
     """A reply as customer-service messages ``[msgtype, payload]`` (None: not sendable that way)."""
-    if value is None:
-        return None
     if isinstance(value, TextReply):
         return [["text", {"content": part}] for part in split_text(value.content)]
     if isinstance(value, (ImageReply, VoiceReply)):
         return [[value.msg_type, {"media_id": value.media_id}]]
+    # MessageAPI.send drops the fields left None.
     if isinstance(value, VideoReply):
-        payload = {"media_id": value.media_id, "title": value.title, "description": value.description}
-        return [["video", {k: v for k, v in payload.items() if v is not None}]]
+        video = {"media_id": value.media_id, "title": value.title, "description": value.description}
+        return [["video", video]]
     if isinstance(value, MusicReply):
         music = {
             "title": value.title,
@@ -673,7 +732,7 @@ def _outgoing(value: Reply | None) -> list[list[Any]] | None:
             "hqmusicurl": value.hq_music_url or value.music_url,
             "thumb_media_id": value.thumb_media_id,
         }
-        return [["music", {k: v for k, v in music.items() if v is not None}]]
+        return [["music", music]]
     if isinstance(value, NewsReply):
         a = value.articles[0]
         article = {"title": a.title, "description": a.description, "url": a.url, "picurl": a.pic_url}
