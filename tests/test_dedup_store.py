@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import stat
@@ -15,7 +16,7 @@ import flask
 import pytest
 
 from wxmp import WxMP
-from wxmp.cache import SharedStore, resolve_cache
+from wxmp.cache import CacheUnavailable, SharedStore, resolve_cache
 from wxmp.dedup import Deduplicator
 from wxmp.dedupstore import (
     CONFLICT,
@@ -110,6 +111,7 @@ class Syscalls:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.counts = dict.fromkeys(self.NAMES, 0)
+        self.written = 0  # bytes passed to write
         self.thread = threading.get_ident()
         for name in self.NAMES:
             real = getattr(os, name)
@@ -117,6 +119,8 @@ class Syscalls:
             def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
                 if threading.get_ident() == self.thread:
                     self.counts[_name] += 1
+                    if _name == "write":
+                        self.written += len(args[1])
                 return _real(*args, **kw)
 
             monkeypatch.setattr(os, name, counted)
@@ -154,7 +158,8 @@ def test_a_message_costs_one_append_and_its_reply_one_more(
     dedup, backend = file_dedup(tmp_path, clock)
     calls = Syscalls(monkeypatch)
     assert dedup.claim("m0", NOW).run
-    assert calls.take()["open"] == 2  # this span's file and (not there) the previous one's, once per process
+    # This span's file and (not there) the previous one's, once per process; a listing to retire old files.
+    assert calls.take() == {"open": 2, "listdir": 1, "pread": 1, "write": 1, "lseek": 1}
     dedup.record("m0", "<xml>0</xml>")
     calls.take()
     for i in range(1, 20):
@@ -170,6 +175,8 @@ def test_a_message_costs_one_append_and_its_reply_one_more(
     assert calls.take() == {"pread": 2}  # what is new, then the reply
     assert dedup.claim("m19", NOW) == (False, False, "<xml>19</xml>")  # not written yet: from memory
     assert calls.take() == {"pread": 1}
+    assert backend.read("m3") == b"<xml>3</xml>" and calls.take() == {"pread": 2}
+    assert backend.read("m20") is None and calls.take() == {"pread": 1}
     other = another_process(backend, clock)  # another process: reads the same file
     assert other.claim("m3", 10) == b"<xml>3</xml>"
     assert other.claim("m19", 10) == PENDING  # as if its handler were still running
@@ -206,9 +213,10 @@ def test_a_lapsed_claim_is_taken_over_by_one_process_only(tmp_path: Path) -> Non
     assert second.claim("k", 10) is None  # the lease ran out: taken over
     assert third.claim("k", 10) == PENDING  # by one process: the new lease holds
     first.record("k", b"<xml>late</xml>", 300)  # the first claimer comes back after all: first reply wins
+    assert first.flush()
     second.record("k", b"<xml>second</xml>", 300)
-    assert first.flush() and second.flush()
-    assert third.read("k") == b"<xml>late</xml>"
+    assert second.claim("other", 10) is None  # second's reply rides here, after first's: second agrees
+    assert [p.read("k") for p in (first, second, third)] == [b"<xml>late</xml>"] * 3
 
 
 def test_a_mark_outlives_the_span_it_was_made_in_and_no_more_than_the_next(tmp_path: Path) -> None:
@@ -297,6 +305,8 @@ def test_a_claim_that_loses_the_race_between_its_read_and_its_write_reads_the_wi
     monkeypatch.setattr(os, "write", real_write)
     fast.record("k", b"<xml>fast</xml>", 300)
     assert fast.flush() and slow.read("k") == b"<xml>fast</xml>"
+    # A process reading the whole file at once: past the void claim, the reply after it.
+    assert FileDedupStore(str(tmp_path), "ns", 300, clock=clock).read("k") == b"<xml>fast</xml>"
 
 
 def test_processes_racing_for_the_same_messages_agree_on_one_winner_each(tmp_path: Path) -> None:
@@ -418,6 +428,9 @@ def test_replies_and_pending_marks_in_files(tmp_path: Path) -> None:
     assert other.read("k") == long
     assert other.claim("after", 10) is None  # records after a long one are found too
     assert store.claim("after", 10) == PENDING
+    assert store.claim("empty", 10) is None
+    store.record("empty", b"", 300)  # an empty reply: read back empty
+    assert store.flush() and other.read("empty") == b""
     # Another namespace on the same folder never sees this one's marks.
     assert FileDedupStore(str(tmp_path), "other", ttl=300, clock=clock).claim("k", 10) is None
 
@@ -427,7 +440,8 @@ def test_a_full_store_runs_without_dedup_rather_than_fill_the_disk(
 ) -> None:
     clock = FakeClock(MID)
     dedup = Deduplicator(SharedStore(resolve_cache(f"filesystem:{tmp_path}", "")), wall_clock=clock)
-    full = 5 * (2 * FileDedupStore.record_size(0) + 1)  # five claims and their one-byte replies
+    claim, reply = FileDedupStore.record_size(0), FileDedupStore.record_size(1)
+    full = 5 * (claim + reply)  # five claims and their one-byte replies
     dedup.backend.max_bytes = full  # type: ignore[attr-defined]
     for i in range(5):
         assert dedup.claim(f"m{i}", NOW) == (True, True, "")
@@ -449,7 +463,470 @@ def test_a_cache_folder_that_cannot_hold_marks_runs_without_dedup(
     for _ in range(3):
         assert user.send_text("hi", msg_id=5) is not None  # answered, never a 500
     assert len(runs) == 3
-    assert caplog.text.count("without dedup") == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "wxmp.callback"] == [
+        "wxmp dedup: cache unavailable (filesystem dedup folder: Not a directory); "
+        "processing messages without dedup"
+    ]
+
+
+# -- filesystem: what each process sees at the edges (spans, races, damaged files, failures) ----
+
+#: The start of the span NOW falls in (ttl 300: a file per 300 s).
+SPAN = 300 * (int(NOW) // 300)
+
+
+def quiet(store: FileDedupStore) -> FileDedupStore:
+    """Keep the flusher thread out: queued replies wait for a claim or flush()."""
+    store.flush_after = 3600.0
+    return store
+
+
+def test_replies_queued_for_two_files_each_go_to_their_own_file_once(tmp_path: Path) -> None:
+    """A claim's write carries only the replies queued for its own file; flush() writes the others."""
+    clock = FakeClock(SPAN - 50)
+    store = quiet(FileDedupStore(str(tmp_path), "ns", 300, clock=clock))
+    other = another_process(store, clock)
+    replies = {f"k{i}": f"<xml>reply {i}</xml>".encode() for i in range(6)}
+    assert store.claim("k0", 60) is None and store.claim("k1", 60) is None
+    clock.advance(60)  # the next span: k0 and k1 are in the previous file now
+    assert store.claim("k2", 60) is None
+    store.record("k1", replies["k1"], 300)  # queued for the previous file
+    assert store.claim("k3", 60) is None  # this file's write: k1's reply is not in it
+    store.record("k2", replies["k2"], 300)  # queued: k1 (previous file), k2 (this one)
+    assert store.claim("k4", 60) is None  # carries k2 only
+    assert [other.read(k) for k in ("k1", "k2")] == [PENDING, replies["k2"]]
+    assert store.flush()  # k1, to its own file
+    assert other.read("k1") == replies["k1"]
+    store.record("k3", replies["k3"], 300)
+    store.record("k0", replies["k0"], 300)  # queued: k3 (this file), k0 (the previous one)
+    assert store.claim("k5", 60) is None  # carries k3 only
+    assert [other.read(k) for k in ("k0", "k3")] == [PENDING, replies["k3"]]
+    store.record("k4", replies["k4"], 300)  # queued: k0 (previous file), k4 (this one)
+    assert store.flush()  # both, each to its own file
+    assert [other.read(k) for k in ("k0", "k4")] == [replies["k0"], replies["k4"]]
+    # Every record once and nothing else: the previous file 2 claims and 2 replies, this one 4 and 3.
+    claim, reply = FileDedupStore.record_size(0), FileDedupStore.record_size(len(replies["k0"]))
+    sizes = sorted(p.stat().st_size for p in Path(store.root).iterdir())
+    assert sizes == [2 * claim + 2 * reply, 4 * claim + 3 * reply]
+
+
+@pytest.mark.parametrize("stdin", ["open", "closed"])
+def test_at_a_spans_switch_the_replies_queued_for_the_old_file_are_written_first(
+    tmp_path: Path, stdin: str
+) -> None:
+    """Also when the file got descriptor 0 (a daemon started with stdin closed)."""
+    saved = os.dup(0)
+    try:
+        if stdin == "closed":
+            os.close(0)
+        clock = FakeClock(SPAN - 1)
+        store = quiet(FileDedupStore(str(tmp_path), "ns", 300, clock=clock))
+        assert store.claim("k", 10) is None
+        old = Path(store.root) / f"300-{SPAN - 300}.log"
+        if stdin == "closed":
+            assert os.readlink("/proc/self/fd/0") == str(old)
+        store.record("k", b"<xml>k</xml>", 300)  # queued
+        clock.advance(2)  # the next span
+        assert store.claim("next", 10) is None  # k's reply goes to the old file first
+        assert old.stat().st_size == FileDedupStore.record_size(0) + FileDedupStore.record_size(12)
+        assert another_process(store, clock).read("k") == b"<xml>k</xml>"
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+
+
+def test_a_file_that_leaves_every_lookup_gets_its_queued_replies_and_no_later_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(MID)
+    store = quiet(FileDedupStore(str(tmp_path), "ns", 300, clock=clock))
+    assert store.claim("k1", 10) is None
+    store.record("k1", b"<xml>1</xml>", 300)  # queued
+    calls = Syscalls(monkeypatch)
+    clock.advance(600)  # two spans on: k1's file leaves every lookup and is deleted
+    assert store.claim("k2", 10) is None
+    # k1's reply to its file before it is closed, then this claim: nothing else.
+    assert calls.take() == {"open": 2, "listdir": 1, "unlink": 1, "write": 2, "pread": 1, "lseek": 2}
+    assert calls.written == FileDedupStore.record_size(12) + FileDedupStore.record_size(0)
+    assert store.flush() and calls.take() == {}  # nothing is left queued
+    assert store.claim("k3", 10) is None
+    clock.advance(600)
+    assert store.claim("k4", 10) is None  # k3's file leaves every lookup
+    calls.take()
+    store.record("k3", b"<xml>3</xml>", 300)  # too late: its file is gone
+    assert store.flush() and calls.take() == {}
+
+
+def test_the_previous_file_is_read_for_five_seconds_after_its_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process whose clock is a little behind still appends to the previous file: others read it."""
+    clock = FakeClock(SPAN - 10)
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    lagging = FileDedupStore(str(tmp_path), "ns", 300, clock=FakeClock(SPAN - 1))
+    assert store.claim("early", 10, bind=("1714036490:n1:sig1", b"<xml>real</xml>")) is None
+    clock.advance(11)  # the next span
+    assert store.claim("switch", 10) is None
+    assert lagging.claim("late", 10) is None  # into the previous file
+    clock.advance(3.75)  # 4.75 s into the span
+    calls = Syscalls(monkeypatch)
+    assert store.claim("late", 10) == PENDING
+    assert calls.take() == {"pread": 2}  # this file, then the previous one
+    assert store.claim("fresh", 10) is None
+    assert calls.take() == {"pread": 2, "write": 1, "lseek": 1}
+    # The logged signature with another body, in the next span: still refused.
+    assert store.claim("forged", 10, bind=("1714036490:n1:sig1", b"<xml>forged</xml>")) == CONFLICT
+    clock.advance(0.25)  # 5 s: the previous file is no longer read
+    calls.take()
+    assert store.claim("after", 10) is None
+    assert calls.take() == {"pread": 1, "write": 1, "lseek": 1}
+
+
+def test_a_claim_that_loses_the_race_to_an_answered_claim_gets_its_reply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(MID)
+    slow = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    fast = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert slow.claim("warm-up", 10) is None and fast.claim("warm-up 2", 10) is None
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:  # between slow's read and its write, fast runs k to the end
+        monkeypatch.setattr(os, "write", real_write)
+        assert fast.claim("k", 10) is None
+        fast.record("k", b"<xml>fast</xml>", 300)
+        assert fast.flush()
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    assert slow.claim("k", 10) == b"<xml>fast</xml>"
+    assert slow.claim("k", 10) == b"<xml>fast</xml>"
+
+
+def test_a_retry_after_the_lease_gets_the_reply_still_queued_here(tmp_path: Path) -> None:
+    """A handler that outlived its lease: its reply, queued, answers the retry instead of a second run."""
+    clock = FakeClock(MID)
+    store = quiet(FileDedupStore(str(tmp_path), "ns", 300, clock=clock))
+    assert store.claim("k", 10) is None
+    clock.advance(11)
+    store.record("k", b"<xml>late</xml>", 300)
+    assert store.claim("k", 10) == b"<xml>late</xml>"  # the reply is written with this claim, and wins
+    assert another_process(store, clock).claim("k", 10) == b"<xml>late</xml>"
+
+
+def test_the_same_push_after_the_lease_takes_over_its_own_binding(tmp_path: Path) -> None:
+    clock = FakeClock(MID)
+    first = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    second = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    binding = ("1714036504:n1:sig1", b"<xml>body</xml>")
+    assert first.claim("k", 10, bind=binding) is None  # its process dies
+    clock.advance(10)
+    assert second.claim("k", 10, bind=binding) is None  # WeChat's retry: same query and body, lease over
+    # A process reading both records at once agrees: second holds the claim now.
+    assert FileDedupStore(str(tmp_path), "ns", 300, clock=clock).claim("k", 10, bind=binding) == PENDING
+
+
+def test_processes_taking_turns_each_pay_one_read_and_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(MID)
+    a = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    b = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert a.claim("a0", 10) is None and b.claim("b0", 10) is None
+    calls = Syscalls(monkeypatch)
+    for i in range(1, 4):
+        for store, key in ((a, f"a{i}"), (b, f"b{i}")):
+            assert store.claim(key, 10) is None
+            # The other's record, then this one right after it: nothing to read back.
+            assert calls.take() == {"pread": 1, "write": 1, "lseek": 1}
+    assert a.claim("b3", 10) == PENDING and b.claim("a3", 10) == PENDING
+
+
+def test_a_record_read_while_half_written_is_applied_once_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader may see a write half done; it waits for the rest, even of a record as long as a file."""
+    from wxmp import dedupstore
+
+    monkeypatch.setattr(dedupstore, "MAX_BYTES", 4096)  # the longest payload a record may announce
+    clock = FakeClock(MID)
+    writer = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert writer.claim("k", 10) is None
+    long = b"r" * 4096
+    writer.record("k", long, 300)
+    reader = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    real_write = os.write
+    seen = []
+
+    def write(fd: int, data: bytes) -> int:  # the reply lands in two steps; the reader looks between
+        monkeypatch.setattr(os, "write", real_write)
+        done = real_write(fd, data[:4096])
+        seen.append(reader.read("k"))
+        return done + real_write(fd, data[4096:])
+
+    monkeypatch.setattr(os, "write", write)
+    assert writer.flush()
+    assert seen == [PENDING]
+    assert reader.read("k") == long
+
+
+def test_a_damaged_record_is_skipped_and_the_records_after_it_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(MID)
+    with monkeypatch.context() as m:
+        m.setattr(os, "urandom", bytes)  # claim owners from zero: the same bytes on disk every run
+        store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    for key in ("a", "b", "c"):
+        assert store.claim(key, 10) is None
+        store.record(key, f"<xml>{key}</xml>".encode(), 300)
+    assert store.flush()
+    log = next(Path(store.root).iterdir())
+    data = bytearray(log.read_bytes())
+    for key in ("a", "c"):  # a bit flips in a's reply (mid-file) and in c's (the last record)
+        data[data.index(f"<xml>{key}</xml>".encode()) + 1] ^= 1
+    log.write_bytes(bytes(data))
+    fresh = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert fresh.read("b") == b"<xml>b</xml>"  # read past a's damaged reply in the same pass
+    assert [fresh.read("a"), fresh.read("c")] == [PENDING, PENDING]  # their claims stand
+    assert fresh.claim("d", 10) is None and store.claim("d", 10) == PENDING  # the file stays usable
+
+
+def test_a_stray_byte_before_a_record_hides_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write cut after its first byte: the record written after it is still found."""
+    clock = FakeClock(MID)
+    with monkeypatch.context() as m:
+        m.setattr(os, "urandom", bytes)
+        store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert store.claim("warm-up", 10) is None
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:1]))  # the disk is full
+    with pytest.raises(CacheUnavailable):
+        store.claim("k", 10)
+    monkeypatch.setattr(os, "write", real_write)
+    clock.advance(5)
+    assert store.claim("k", 10) is None
+    assert FileDedupStore(str(tmp_path), "ns", 300, clock=clock).claim("k", 10) == PENDING
+
+
+def test_a_record_torn_by_a_full_disk_holds_up_nothing_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer says why for five seconds; the records after the torn bytes are read at once."""
+    clock = FakeClock(MID)
+    with monkeypatch.context() as m:
+        m.setattr(os, "urandom", bytes)
+        writer = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+        reader = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert writer.claim("k", 10) is None
+    writer.record("k", b"x" * 1000, 300)
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:200]))  # the disk fills up
+    with pytest.raises(CacheUnavailable) as refused:
+        writer.claim("next", 10)  # k's reply and this claim: 200 of their 1180 bytes written
+    assert str(refused.value) == "filesystem dedup store: short write"
+    monkeypatch.setattr(os, "write", real_write)
+    assert [reader.claim(f"r{i}", 10) for i in range(3)] == [None, None, None]
+    clock.advance(4.75)
+    with pytest.raises(CacheUnavailable) as refused:
+        writer.claim("next", 10)
+    assert str(refused.value) == "filesystem dedup store: short write"
+    clock.advance(0.25)  # five seconds on: the writer tries again, its reply still queued
+    assert writer.claim("next", 10) is None
+    assert writer.claim("r0", 10) == PENDING
+    assert reader.read("k") == b"x" * 1000
+
+
+def test_a_file_emptied_under_the_store_refuses_claims_until_the_next_span(tmp_path: Path) -> None:
+    clock = FakeClock(MID)
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert store.claim("a", 10) is None
+    os.truncate(next(Path(store.root).iterdir()), 0)  # e.g. a clean-up script
+    with pytest.raises(CacheUnavailable) as refused:
+        store.claim("b", 10)
+    assert str(refused.value) == "filesystem dedup store: a claim did not read back"
+    clock.advance(300)
+    assert store.claim("b", 10) is None  # the next span's file
+
+
+def test_a_flush_that_cannot_write_says_so_and_keeps_the_reply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(MID)
+    store = quiet(FileDedupStore(str(tmp_path), "ns", 300, clock=clock))
+    assert store.claim("k", 10) is None
+    store.record("k", b"<xml>k</xml>", 300)
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    assert store.flush() is False
+    with pytest.raises(CacheUnavailable) as refused:
+        store.claim("next", 10)
+    assert str(refused.value) == "filesystem dedup store: No space left on device"
+    monkeypatch.undo()
+    clock.advance(5)
+    assert store.flush() and another_process(store, clock).read("k") == b"<xml>k</xml>"
+
+
+def test_refusals_name_what_failed(tmp_path: Path) -> None:
+    clock = FakeClock(MID)
+    (tmp_path / "dedup").write_text("not a folder")
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    for _ in range(2):  # the folder could not be made: said for five seconds
+        with pytest.raises(CacheUnavailable) as refused:
+            store.claim("k", 10)
+        assert str(refused.value) == "filesystem dedup folder: Not a directory"
+        clock.advance(4.75)
+    # Then the claim tries again, and fails on the file itself; a read says why as well.
+    for attempt in (lambda: store.claim("k", 10), lambda: store.read("k")):
+        with pytest.raises(CacheUnavailable) as refused:
+            attempt()
+        assert str(refused.value) == "filesystem dedup store: Not a directory"
+    other = FileDedupStore(str(tmp_path / "elsewhere"), "ns", 300, clock=clock)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "dedup").mkdir()
+    os.makedirs(Path(other.root) / f"300-{SPAN}.log")  # a folder where this span's file should be
+    with pytest.raises(CacheUnavailable) as refused:
+        other.read("k")
+    assert str(refused.value) == "filesystem dedup store: Is a directory"
+
+
+def test_a_cache_folder_that_is_gone_is_not_made_by_the_dedup_store(tmp_path: Path) -> None:
+    """Making the cache folder (and checking who may write there) is the cache's job."""
+    gone = tmp_path / "cache"
+    store = FileDedupStore(str(gone), "ns", 300, clock=FakeClock(MID))
+    with pytest.raises(CacheUnavailable) as refused:
+        store.claim("k", 10)
+    assert str(refused.value) == "filesystem dedup folder: No such file or directory"
+    assert not gone.exists()
+
+
+def test_a_namespace_folder_removed_under_the_store_is_made_again_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    old_umask = os.umask(0)
+    try:
+        clock = FakeClock(MID)
+        store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+        assert store.claim("a", 10) is None
+        shutil.rmtree(store.root)  # someone cleaning up the cache folder
+        modes: list[int] = []
+        real_chmod = os.chmod
+
+        def chmod(path: str, mode: int) -> None:
+            modes.append(stat.S_IMODE(os.stat(path).st_mode))
+            real_chmod(path, mode)
+
+        monkeypatch.setattr(os, "chmod", chmod)
+        clock.advance(300)  # the next span's file
+        assert store.claim("b", 10) is None
+        assert modes == [0o700]  # private from the start, not only after the chmod
+        assert stat.S_IMODE(os.stat(store.root).st_mode) == 0o700
+        assert [stat.S_IMODE(p.stat().st_mode) for p in Path(store.root).iterdir()] == [0o600]
+        assert another_process(store, clock).claim("b", 10) == PENDING
+    finally:
+        os.umask(old_umask)
+
+
+def test_old_minute_folders_go_two_spans_on_and_what_cannot_go_is_left(tmp_path: Path) -> None:
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=FakeClock(MID))
+    root = Path(store.root)
+    for minute in (SPAN - 660, SPAN - 600, SPAN - 60):  # folders wxmp < 0.3 left behind
+        (root / str(minute)).mkdir()
+        (root / str(minute) / ("a" * 40)).write_bytes(b"")
+    (root / str(SPAN - 900)).write_text("a file, not a folder")  # cannot be removed as a folder
+    assert store.claim("k", 10) is None
+    left = sorted(p.name for p in root.iterdir() if p.name.isdigit())
+    assert left == sorted(str(m) for m in (SPAN - 900, SPAN - 600, SPAN - 60))
+
+
+def test_an_old_file_another_process_deleted_first_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(MID)
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert store.claim("k", 10) is None
+    old = Path(store.root) / f"300-{SPAN}.log"
+    real_listdir = os.listdir
+
+    def listdir(path: str) -> list[str]:  # another process deletes the old file right after this listing
+        names = real_listdir(path)
+        old.unlink(missing_ok=True)
+        return names
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    clock.advance(600)
+    assert store.claim("k2", 10) is None
+    assert [p.name for p in Path(store.root).iterdir()] == [f"300-{SPAN + 600}.log"]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "folder"),
+    [
+        ("wxmp:wx1234567890abcdef", "wxmp_wx1234567890abcdef"),
+        ("a-b_c.d/../e f\tg", "a-b_c.d_.._e_f_g"),
+        ("公众号", "公众号"),
+        ("", "_"),
+        ("n" * 150, "n" * 100),
+    ],
+)
+def test_a_namespace_names_its_folder(tmp_path: Path, namespace: str, folder: str) -> None:
+    FileDedupStore(str(tmp_path), namespace, 300)
+    assert os.listdir(tmp_path / "dedup") == [folder]
+
+
+def test_a_released_claim_is_never_answered_and_its_lease_lapses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(0)  # a fake wall clock from zero works as well
+    store = quiet(FileDedupStore(str(tmp_path), "ns", 300, clock=clock))
+    other = another_process(store, clock)
+    assert store.claim("k", 10) is None
+    store.release("k")  # the handler was interrupted
+    store.release("never claimed here")  # nothing to give up: no error
+    calls = Syscalls(monkeypatch)
+    store.record("k", b"<xml>late</xml>", 300)  # a reply after all: not written
+    assert store.flush() and calls.take() == {}
+    assert other.read("k") == PENDING
+    clock.advance(10)
+    assert other.claim("k", 10) is None
+
+
+def test_any_string_is_a_key(tmp_path: Path) -> None:
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=FakeClock(MID))
+    for key in ("\udcff", "\udcfe", "", "回复"):  # lone surrogates too (from a badly decoded field)
+        assert store.claim(key, 10) is None
+        assert store.claim(key, 10) == PENDING
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "redis"])
+def test_the_flusher_thread_is_a_named_daemon_that_ends_with_its_store(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    errors: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", errors.append)
+    store: Any
+    if kind == "filesystem":
+        store = FileDedupStore(str(tmp_path), "ns", 300)
+    else:
+        store = Deduplicator(request.getfixturevalue("redis_store")).backend
+    assert store.claim("k", 10) is None
+    before = set(threading.enumerate())
+    store.record("k", b"<xml>k</xml>", 300)
+    assert store.flushed.wait(10)
+    [thread] = set(threading.enumerate()) - before
+    assert thread.name == "wxmp-dedup-flusher"  # as named in a thread dump
+    assert thread.daemon  # never holds up the process's exit
+    del store
+    gc.collect()
+    thread.join(10)  # the store's collection wakes it: it ends at once
+    assert not thread.is_alive() and errors == []
 
 
 # -- redis: one round trip, the reply written after the response ------------------------------
