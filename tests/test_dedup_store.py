@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pickle
+import socket
 import stat
 import threading
 import time
@@ -20,6 +22,7 @@ from wxmp.cache import CacheUnavailable, SharedStore, resolve_cache
 from wxmp.dedup import Deduplicator
 from wxmp.dedupstore import (
     CONFLICT,
+    GONE,
     PENDING,
     FileDedupStore,
     MemcachedDedupStore,
@@ -1118,6 +1121,388 @@ def test_a_planted_pickle_is_never_unpickled(redis_url: str, redis_store: Shared
     redis.Redis.from_url(redis_url).set(dedup.backend._key("k"), pickle.dumps(Boom()))  # type: ignore[attr-defined]
     assert dedup.claim("k", NOW) == (False, False, "success")
     assert not os.path.exists("/tmp/wxmp-pwned-dedup")
+
+
+class RedisProxy:
+    """A TCP proxy to the test's redis-server that sees each command, one at a time.
+
+    ``redis6``: answer ``SET ... NX ... GET`` as Redis < 7.0 does (a syntax error). ``hang_up``
+    (``hang_ups``: the next n): close new connections at once. ``close()``/``reopen()``: Redis goes
+    away and comes back.
+    ``before(words)`` runs before a command is passed on.
+    """
+
+    def __init__(self, port: int, *, redis6: bool = False) -> None:
+        self.target, self.redis6, self.hang_up, self.hang_ups = port, redis6, False, 0
+        self.commands: list[tuple[str, ...]] = []
+        self.accepted = 0
+        self.before: Any = None
+        self._sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.reopen()
+
+    def reopen(self) -> None:
+        if self.listener.fileno() < 0:
+            self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # ends the accept() under way
+        self.listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.hang_up or self.hang_ups:
+                self.hang_ups = max(0, self.hang_ups - 1)
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._serve, args=(client, upstream), daemon=True).start()
+
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        down, up = client.makefile("rb"), upstream.makefile("rb")
+        try:
+            while (command := _resp_command(down)) is not None:
+                words = tuple(arg.decode("latin-1") for arg in command)
+                self.commands.append(words)
+                options = {w.upper() for w in words[3:]}
+                if self.redis6 and words[0].upper() == "SET" and {"NX", "GET"} <= options:
+                    client.sendall(b"-ERR syntax error\r\n")
+                    continue
+                if self.before is not None:
+                    self.before(words)
+                upstream.sendall(
+                    b"*%d\r\n" % len(command) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in command)
+                )
+                client.sendall(_resp_reply(up))
+        except OSError:
+            pass
+        finally:
+            client.close()
+            upstream.close()
+
+    def sent(self, *names: str) -> list[tuple[str, ...]]:
+        """The commands named ``names`` (any case), with command and option names upper-cased."""
+        options = {"SET", "GET", "DEL", "NX", "PX"}
+        return [
+            tuple(w.upper() if w.upper() in options else w for w in c)
+            for c in self.commands
+            if c[0].upper() in names
+        ]
+
+
+def _resp_command(stream: Any) -> list[bytes] | None:
+    line = stream.readline()
+    if not line:
+        return None
+    args = []
+    for _ in range(int(line[1:-2])):
+        size = int(stream.readline()[1:-2])
+        args.append(stream.read(size + 2)[:-2])
+    return args
+
+
+def _resp_reply(stream: Any) -> bytes:
+    line = stream.readline()
+    if not line:
+        raise OSError("closed")
+    kind, n = line[:1], line[1:-2]
+    if kind in b"$=!":
+        size = int(n)
+        return line + (stream.read(size + 2) if size >= 0 else b"")
+    if kind in b"*~>%|":
+        count = int(n) * (2 if kind in b"%|" else 1)
+        return line + b"".join(_resp_reply(stream) for _ in range(max(count, 0)))
+    return line
+
+
+@pytest.fixture
+def proxy(redis_url: str, redis_server: Any) -> Iterator[RedisProxy]:
+    made = RedisProxy(redis_server.port)
+    yield made
+    made.close()
+
+
+def proxied(proxy: RedisProxy, **kw: Any) -> RedisDedupStore:
+    backend = Deduplicator(SharedStore(resolve_cache(proxy.url, ""), namespace="wxmp:wx1"), **kw).backend
+    assert isinstance(backend, RedisDedupStore)
+    backend.flush_after = 3600.0  # keep the flusher thread out
+    proxy.commands.clear()  # (the store's probe)
+    proxy.accepted = 0
+    return backend
+
+
+def test_on_redis_6_a_plaintext_push_is_deduplicated_and_bound(
+    proxy: RedisProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis < 7.0 refuses SET ... NX GET: claims and bindings fall back to SET NX, then GET."""
+    from urllib.parse import urlencode
+
+    from werkzeug.test import Client
+
+    from wxmp.crypto import signature
+
+    proxy.redis6 = True
+    clock = FakeClock(NOW)
+    runs: list[str] = []
+    cb = callback(SharedStore(resolve_cache(proxy.url, ""), namespace="wxmp:wx1"), clock, runs)
+    user = WeChatUser(cb, "tok123", clock=clock)
+    first = user.send_text("hi", msg_id=7)
+    again = user.send_text("hi", msg_id=7)  # WeChat's retry
+    assert first is not None and again is not None and again.content == first.content  # type: ignore[attr-defined]
+    assert runs == [f"{user.openid}:hi"]
+    ts = str(int(clock()))
+    url = "/wechat?" + urlencode({"signature": signature("tok123", ts, "n9"), "timestamp": ts, "nonce": "n9"})
+    assert (
+        Client(cb).post(url, data=user.message_xml("text", {"Content": "real"}, msg_id=8)).status_code == 200
+    )
+    forged = user.message_xml("text", {"Content": "forged"}, msg_id=9)
+    assert Client(cb).post(url, data=forged).status_code == 403  # the logged query with another body
+    assert len(runs) == 2
+    # Refused once (the binding and the claim of the first push, in one write), never asked again.
+    assert len([c for c in proxy.sent("SET") if "GET" in c]) == 2
+    assert "without dedup" not in caplog.text
+
+
+def test_on_redis_6_claims_and_bindings_take_two_commands(proxy: RedisProxy, redis_url: str) -> None:
+    import hashlib
+
+    import redis
+
+    proxy.redis6 = True
+    backend = proxied(proxy, bind_ttl=605)
+    raw = redis.Redis.from_url(redis_url)
+    a, b = backend._key("a"), backend._key("b")
+    assert backend.claim("a", 10) is None  # SET NX GET refused: SET NX, which wins
+    assert backend.claim("a", 10) == PENDING  # SET NX loses: GET
+    backend.record("a", b"<xml>a</xml>", 300)
+    assert backend.claim("a", 10) == b"<xml>a</xml>"
+    raw.set(b, b"<xml>b</xml>")
+    proxy.before = lambda words: words[0] == "GET" and raw.delete(b)  # b expires between SET NX and GET
+    assert backend.claim("b", 10) == GONE
+    proxy.before = None
+    px = ("NX", "PX", "10000")
+    assert proxy.sent("SET", "GET") == [
+        ("SET", a, "\x00pending", *px, "GET"),
+        ("SET", a, "\x00pending", *px),
+        ("SET", a, "\x00pending", *px),
+        ("GET", a),
+        ("SET", a, "<xml>a</xml>", "PX", "300000"),
+        ("SET", a, "\x00pending", *px),
+        ("GET", a),
+        ("SET", b, "\x00pending", *px),
+        ("GET", b),
+    ]
+    proxy.commands.clear()
+    name = backend.prefix + "bind:" + hashlib.sha256(b"1714036504:n1:sig1").hexdigest()[:40]
+    body = hashlib.sha256(b"<xml>body</xml>").hexdigest()[:32]
+    assert backend.bind("1714036504:n1:sig1", b"<xml>body</xml>")  # bound here
+    assert backend.bind("1714036504:n1:sig1", b"<xml>body</xml>")  # bound before, to this body
+    assert not backend.bind("1714036504:n1:sig1", b"<xml>other</xml>")
+    other = hashlib.sha256(b"<xml>other</xml>").hexdigest()[:32]
+    bind = ("SET", name, body, "NX", "PX", "605000")
+    assert proxy.sent("SET", "GET") == [
+        bind,
+        bind,
+        ("GET", name),
+        (*bind[:2], other, *bind[3:]),
+        ("GET", name),
+    ]
+    proxy.commands.clear()
+    assert backend.claim("c", 10, bind=("1714036504:n1:sig1", b"<xml>forged</xml>")) == CONFLICT
+    assert backend.claim("c", 10, bind=("1714036504:n2:sig2", b"<xml>c</xml>")) is None
+    assert [c[0] for c in proxy.sent("SET", "GET")] == [
+        "SET",
+        "GET",
+        "SET",
+        "SET",
+    ]  # the refused binding, no claim
+
+
+def test_redis_refusing_writes_runs_messages_without_dedup_and_keeps_set_get(
+    redis_url: str, redis_store: SharedStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error that is not Redis < 7.0's syntax error (here: out of memory) is an outage."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    dedup = Deduplicator(redis_store, bind_ttl=605)
+    backend = dedup.backend
+    assert isinstance(backend, RedisDedupStore)
+    assert backend.claim("k", 10) is None
+    policy = admin.config_get("maxmemory-policy")["maxmemory-policy"]
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", "1")
+    try:
+        for attempt in (
+            lambda: backend.claim("m", 10),
+            lambda: backend.claim("m", 10, bind=("1714036504:n1:sig1", b"<xml>m</xml>")),
+        ):
+            with pytest.raises(CacheUnavailable) as refused:
+                attempt()
+            assert str(refused.value) == "redis dedup store: OutOfMemoryError"
+    finally:
+        admin.config_set("maxmemory", "0")
+        admin.config_set("maxmemory-policy", policy)
+    admin.config_resetstat()
+    assert backend.claim("k", 10) == PENDING
+    assert commandstats(admin) == {"set": 1}  # still SET NX GET: one command
+
+
+def test_redis_going_away_is_an_outage_named_in_the_refusal(proxy: RedisProxy) -> None:
+    backend = proxied(proxy)
+    assert backend.claim("a", 10) is None
+    proxy.close()
+    # The connection in use was closed: tried once more on a new one, which is refused too.
+    for attempt in (lambda: backend.claim("b", 10), lambda: backend.read("a")):
+        with pytest.raises(CacheUnavailable) as refused:
+            attempt()
+        assert str(refused.value) == "redis dedup store: ConnectionError"
+
+
+def test_a_new_connection_that_fails_is_not_tried_again(proxy: RedisProxy) -> None:
+    """Only a connection that worked before and was closed while idle is worth a second try."""
+    backend = proxied(proxy)
+    proxy.hang_up = True
+    with pytest.raises(CacheUnavailable) as refused:
+        backend.claim("a", 10)
+    assert str(refused.value) == "redis dedup store: ConnectionError"
+    assert proxy.accepted == 1
+
+
+def test_a_reply_waiting_on_a_dropped_connection_goes_out_on_the_next_one(
+    proxy: RedisProxy, redis_url: str
+) -> None:
+    import redis
+
+    backend = proxied(proxy)
+    raw = redis.Redis.from_url(redis_url)
+    assert backend.claim("a", 10) is None and backend.claim("b", 10) is None
+    proxy.close()
+    backend.record("x", b"<xml>x</xml>", 300)
+    assert backend.flush() is False  # Redis went away: the connection is dropped
+    proxy.reopen()
+    proxy.hang_ups = 1  # the first new connection fails at once, the next one works
+    backend.record("a", b"<xml>a</xml>", 300)
+    assert backend.claim("c", 10) is None  # tried again on a new connection, a's reply with it
+    assert raw.get(backend._key("a")) == b"<xml>a</xml>"
+    assert [backend.claim(k, 10) for k in "abc"] == [b"<xml>a</xml>", PENDING, PENDING]
+    assert proxy.accepted == 3
+
+
+def test_the_flusher_survives_an_outage(proxy: RedisProxy, redis_url: str) -> None:
+    import redis
+
+    backend = proxied(proxy)
+    backend.flush_after = 0.0
+    assert backend.claim("a", 10) is None
+    proxy.close()
+    with pytest.raises(CacheUnavailable):
+        backend.claim("x", 10)  # the connection is dropped
+    backend.flushed.clear()
+    backend.record("a", b"<xml>a</xml>", 300)
+    assert backend.flushed.wait(10)  # it could not send: it says nothing and waits for the next reply
+    proxy.reopen()
+    assert backend.claim("b", 10) is None
+    backend.flushed.clear()
+    backend.record("b", b"<xml>b</xml>", 300)
+    assert backend.flushed.wait(10)
+    assert redis.Redis.from_url(redis_url).get(backend._key("b")) == b"<xml>b</xml>"
+
+
+def test_replies_queued_on_a_connection_are_answered_in_order(
+    redis_url: str, redis_store: SharedStore
+) -> None:
+    """Two replies queued on one connection, one sent by the flusher: each claim reads its own answer."""
+    import redis
+
+    backend = Deduplicator(redis_store).backend
+    assert isinstance(backend, RedisDedupStore)
+    raw = redis.Redis.from_url(redis_url)
+    assert backend.claim("a", 10) is None and backend.claim("b", 10) is None
+    backend.record("a", b"<xml>a</xml>", 300)
+    backend.record("b", b"<xml>b</xml>", 300)  # both wait on the same connection
+    assert backend.claim("c", 10) is None
+    assert [raw.get(backend._key(k)) for k in "ab"] == [b"<xml>a</xml>", b"<xml>b</xml>"]
+    assert backend.flushed.wait(10)  # the flusher's pass for a and b is over: it waits
+    backend.flushed.clear()
+    backend.record("c", b"<xml>c</xml>", 300)
+    assert backend.flushed.wait(10)  # sent by the flusher; its answer is read by the next claim
+    assert raw.get(backend._key("c")) == b"<xml>c</xml>"
+    assert backend.claim("d", 10) is None
+    backend.record("d", b"<xml>d</xml>", 300)
+    assert backend.claim("e", 10) is None
+    assert [backend.claim(k, 10) for k in "cde"] == [b"<xml>c</xml>", b"<xml>d</xml>", PENDING]
+
+
+def test_a_forked_child_uses_connections_and_a_flusher_of_its_own(
+    redis_url: str, redis_store: SharedStore
+) -> None:
+    import redis
+
+    backend = Deduplicator(redis_store).backend
+    assert isinstance(backend, RedisDedupStore)
+    assert backend.claim("parent", 10) is None  # the parent's connection
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ok = backend.claim("child", 10) is None
+            backend.flushed.clear()
+            backend.record("child", b"<xml>child</xml>", 300)
+            ok = ok and backend.flushed.wait(10)  # its own flusher thread
+            backend.flush_after = 3600.0
+            assert backend.claim("child 2", 10) is None
+            backend.record("child 2", b"<xml>child 2</xml>", 300)
+            ok = ok and backend.claim("child 3", 10) is None  # child 2's reply rides along
+            code = 0 if ok else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    raw = redis.Redis.from_url(redis_url)
+    assert [raw.get(backend._key(k)) for k in ("child", "child 2")] == [
+        b"<xml>child</xml>",
+        b"<xml>child 2</xml>",
+    ]
+    assert backend.claim("parent", 10) == PENDING  # the parent's connection still works
+
+
+def test_what_redis_is_sent_for_short_leases_and_the_default_binding(proxy: RedisProxy) -> None:
+    """Expiries in whole milliseconds, never under the 1 ms Redis takes (PX 0 is an error)."""
+    import hashlib
+
+    client = resolve_cache(proxy.url, "")._write_client  # type: ignore[attr-defined]
+    backend = RedisDedupStore(client, "wxmp:wx1")  # no bind_ttl: a binding lasts 1 ms
+    backend.flush_after = 3600.0
+    assert backend.claim("a", 0.0001, bind=("1714036504:n1:sig1", b"x")) is None
+    backend.record("a", b"r", 0.0001)
+    assert backend.claim("b", 9.9999) is None
+    backend.record("b", b"r", 299.9999)
+    assert backend.claim("c", 10) is None
+    bound = backend.prefix + "bind:" + hashlib.sha256(b"1714036504:n1:sig1").hexdigest()[:40]
+    a, b, c = (backend._key(k) for k in "abc")
+    assert proxy.sent("SET") == [
+        ("SET", bound, hashlib.sha256(b"x").hexdigest()[:32], "NX", "PX", "1", "GET"),
+        ("SET", a, "\x00pending", "NX", "PX", "1", "GET"),
+        ("SET", a, "r", "PX", "1"),  # a's reply rides with b's claim
+        ("SET", b, "\x00pending", "NX", "PX", "9999", "GET"),
+        ("SET", b, "r", "PX", "299999"),
+        ("SET", c, "\x00pending", "NX", "PX", "10000", "GET"),
+    ]
 
 
 # -- memcached: one add, any key ---------------------------------------------------------------

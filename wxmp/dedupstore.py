@@ -782,7 +782,10 @@ class RedisDedupStore:
         name = self._key(key)
         px = max(1, int(lease * 1000))
         if bind is not None and self._set_get:
-            return self._use(lambda pipe: self._claim_bound(pipe, name, px, bind))  # type: ignore[no-any-return]
+            value = self._use(lambda pipe: self._claim_bound(pipe, name, px, bind))
+            if self._set_get:
+                return value  # type: ignore[no-any-return]
+            # Redis < 7.0 refused SET ... NX GET: the binding on its own, then the claim (below)
 
         def op(pipe: _Pipe) -> Any:
             conn = pipe.conn
@@ -816,7 +819,15 @@ class RedisDedupStore:
             )
         )
         pipe.drain()
-        seen = conn.read_response()
+        try:
+            seen = conn.read_response()
+        except ResponseError as exc:
+            with contextlib.suppress(ResponseError):
+                conn.read_response()  # the claim's answer: the same refusal
+            if "syntax" not in str(exc).lower():
+                raise
+            self._set_get = False  # Redis < 7.0: claim() goes on without GET
+            return None
         value: bytes | None = conn.read_response()
         if seen is not None and seen != body:
             if value is None:  # this push won the claim: give it back (only an attacker gets here)
