@@ -16,6 +16,7 @@ from typing import Any
 
 import flask
 import pytest
+from cachelib import BaseCache
 
 from wxmp import WxMP
 from wxmp.cache import CacheUnavailable, SharedStore, resolve_cache
@@ -1109,6 +1110,35 @@ def test_two_accounts_on_one_redis_keep_their_marks_apart(redis_url: str) -> Non
     assert a.backend._key("same").startswith("wxmp:wxaaaaaaaaaaaaaaaa:dedup:")  # type: ignore[attr-defined]
 
 
+def test_redis_names_and_values_stay_the_same_across_processes_and_versions(
+    redis_url: str, redis_store: SharedStore
+) -> None:
+    """A rolling deploy runs two versions side by side: both must name and fill the same keys."""
+    import hashlib
+
+    import redis
+
+    raw = redis.Redis.from_url(redis_url)
+    backend = Deduplicator(redis_store, bind_ttl=605).backend
+    assert isinstance(backend, RedisDedupStore)
+    prefix = "wxmp:wx1234567890abcdef:dedup:"
+    mark = prefix + hashlib.sha256(b"k").hexdigest()[:40]
+    bound = prefix + "bind:" + hashlib.sha256(b"1714036504:n1:sig1").hexdigest()[:40]
+    assert backend.claim("k", 10) is None
+    assert backend.bind("1714036504:n1:sig1", b"<xml>body</xml>")
+    assert sorted(raw.keys("*")) == sorted([mark.encode(), bound.encode()])
+    assert raw.get(bound) == hashlib.sha256(b"<xml>body</xml>").hexdigest()[:32].encode()
+    assert backend.bind("1714036504:n1:sig1", b"<xml>body</xml>")  # the same body again
+    assert not backend.bind("1714036504:n1:sig1", b"<xml>other</xml>")
+    backend.record("k", b"<xml>k</xml>", 300)
+    assert backend.flush()
+    raw.config_resetstat()
+    assert backend.claim("k", 10) == b"<xml>k</xml>"
+    assert backend.claim("k", 10) == b"<xml>k</xml>"  # the first retry left the reply in place
+    assert commandstats(raw) == {"set": 2}
+    assert backend.claim("\udcff", 10) is None and backend.claim("\udcff", 10) == PENDING
+
+
 def test_a_planted_pickle_is_never_unpickled(redis_url: str, redis_store: SharedStore) -> None:
     import redis
 
@@ -1561,6 +1591,189 @@ def test_memcached_values_are_raw_bytes(memcached_server: Any, memcached_store: 
     assert dedup.claim("k", NOW) == (False, False, "success")
 
 
+def memcached_ttl(port: int, key: str, store_it: Any) -> int:
+    """The seconds memcached gives ``key`` when ``store_it()`` stores it (its clock did not tick between)."""
+    from pymemcache.client.base import Client
+
+    raw = Client(("127.0.0.1", port))
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        stream = sock.makefile("rwb")
+        for _ in range(10):
+            before = raw.stats()[b"time"]
+            store_it()
+            stream.write(f"mg {key} t\r\n".encode())
+            stream.flush()
+            answer = stream.readline()  # b"HD t10\r\n"
+            if raw.stats()[b"time"] == before:
+                return int(answer.split()[1][1:])
+    raise AssertionError("memcached's clock ticked during every try")
+
+
+def test_memcached_expiries_are_whole_seconds_rounded_up(
+    memcached_server: Any, memcached_store: SharedStore
+) -> None:
+    from pymemcache.client.base import Client
+
+    backend = Deduplicator(memcached_store).backend
+    assert isinstance(backend, MemcachedDedupStore)
+    raw = Client(("127.0.0.1", memcached_server.port))
+    name = backend._key("k")
+
+    def claim(lease: float) -> Any:
+        def again() -> None:
+            raw.delete(name, noreply=False)
+            assert backend.claim("k", lease) is None
+
+        return again
+
+    assert memcached_ttl(memcached_server.port, name, claim(9.5)) == 10
+    assert memcached_ttl(memcached_server.port, name, claim(0.4)) == 1  # never 0: that is "forever"
+
+    def record() -> None:
+        backend.record("k", b"<xml>k</xml>", 299.5)
+        assert backend.read("k") == b"<xml>k</xml>"  # (on the same connection: after the set)
+
+    assert memcached_ttl(memcached_server.port, name, record) == 300
+
+
+def test_a_memcached_claim_waits_for_its_answer_and_a_reply_does_not(
+    memcached_store: SharedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymemcache.client import base
+
+    backend = Deduplicator(memcached_store).backend
+    assert backend.claim("warm-up", 10) is None
+    lines: list[bytes] = []
+    real = base._readline
+
+    def readline(*args: Any) -> Any:
+        buf, line = real(*args)
+        lines.append(line)
+        return buf, line
+
+    monkeypatch.setattr(base, "_readline", readline)
+    assert backend.claim("k", 10) is None
+    assert lines == [b"STORED"]
+    lines.clear()
+    backend.record("k", b"<xml>k</xml>", 300)
+    assert lines == []  # sent with noreply: nothing to wait for
+    assert backend.claim("k", 10) == b"<xml>k</xml>"
+    assert lines[0] == b"NOT_STORED"
+
+
+def test_memcached_marks_are_ours_alone(memcached_server: Any, memcached_store: SharedStore) -> None:
+    """The pending mark is raw bytes; a value stored with other flags (another client's) answers success."""
+    from pymemcache.client.base import Client
+
+    dedup = Deduplicator(memcached_store)
+    raw = Client(("127.0.0.1", memcached_server.port))
+    name = dedup.backend._key("k")  # type: ignore[attr-defined]
+    assert dedup.backend.claim("k", 10) is None
+    assert raw.get(name) == PENDING and dedup.backend.claim("k", 10) == PENDING
+    raw.set(name, b"<xml>not ours</xml>", flags=2, noreply=False)
+    assert dedup.claim("k", NOW) == (False, False, "success")
+    assert dedup.backend.flush() is True
+
+
+@pytest.mark.parametrize(
+    ("namespace", "prefix"),
+    [
+        ("wxmp:wx1234567890abcdef", "wxmp:wx1234567890abcdef"),
+        ("Any one\x01!~", "Any_one_!~"),  # memcached keys: no spaces, no control characters
+        ("n" * 150, "n" * 150),
+        ("n" * 151, None),  # too long: its digest
+    ],
+)
+def test_memcached_keys_are_legal_and_short(
+    memcached_server: Any, memcached_store: SharedStore, namespace: str, prefix: str | None
+) -> None:
+    from pymemcache.client.base import Client
+
+    from wxmp.dedupstore import digest
+
+    store = SharedStore(resolve_cache(memcached_server.url, ""), namespace=namespace, probe=False)
+    backend = Deduplicator(store).backend
+    assert backend.claim("k", 10) is None
+    name = f"{prefix or digest(namespace)}:dedup:{digest('k')}"
+    assert Client(("127.0.0.1", memcached_server.port)).get(name) == PENDING
+
+
+def test_memcached_going_away_is_an_outage_named_in_the_refusal(memcached_store: SharedStore) -> None:
+    from wxmp.testing.servers import memcached_process
+
+    with memcached_process() as server:
+        backend = Deduplicator(SharedStore(resolve_cache(server.url, ""))).backend
+        assert backend.claim("k", 10) is None
+        server.stop()
+        refusals = []
+        for attempt in (
+            lambda: backend.claim("k", 10),
+            lambda: backend.read("k"),
+            lambda: backend.record("k", b"r", 300),
+        ):
+            with pytest.raises(CacheUnavailable) as refused:
+                attempt()
+            refusals.append(str(refused.value))
+    assert refusals == [
+        "memcached dedup store: MemcacheUnexpectedCloseError",  # the connection in use was closed
+        "memcached dedup store: ConnectionRefusedError",
+        "memcached dedup store: ConnectionRefusedError",
+    ]
+
+
+def test_the_memcached_client_is_pooled_raw_and_keeps_the_caches_timeouts(
+    memcached_server: Any, memcached_store: SharedStore
+) -> None:
+    """wxmp's own memcached:// client, or the application's pymemcache client: the same servers and
+    timeouts, replies on, TCP_NODELAY; one server: a pooled client, several: a hashing one."""
+    from cachelib import MemcachedCache
+    from pymemcache.client.base import Client, PooledClient
+    from pymemcache.client.hash import HashClient
+
+    from wxmp.dedupstore import CacheDedupStore, open_store
+    from wxmp.testing.servers import memcached_process
+
+    server = ("127.0.0.1", memcached_server.port)
+    cache = resolve_cache(memcached_server.url, "")
+    own = cache._client.default_kwargs  # type: ignore[attr-defined]
+    for given, timeouts in [
+        (cache, (own["connect_timeout"], own["timeout"])),
+        (MemcachedCache(servers=Client(server, connect_timeout=1.5, timeout=2.5)), (1.5, 2.5)),
+        (MemcachedCache(servers=PooledClient(server, connect_timeout=1.25, timeout=2.25)), (1.25, 2.25)),
+    ]:
+        backend = open_store(SharedStore(given, probe=False), 300)
+        assert isinstance(backend, MemcachedDedupStore)
+        client = backend.client
+        assert isinstance(client, PooledClient) and client.server == server
+        assert (client.connect_timeout, client.timeout) == timeouts
+        assert client.no_delay and not client.default_noreply
+        assert backend.claim("k", 10) is None and backend.claim("k", 10) == PENDING
+        assert Client(server).delete(backend._key("k"), noreply=False)
+    with memcached_process() as second:
+        both = resolve_cache(f"{memcached_server.url},127.0.0.1:{second.port}", "")
+        backend = open_store(SharedStore(both, probe=False), 300)
+        assert isinstance(backend, MemcachedDedupStore) and isinstance(backend.client, HashClient)
+        hashing = backend.client
+        assert hashing.use_pooling and hashing.retry_attempts == 1 and hashing.dead_timeout == 1
+        kw = hashing.default_kwargs
+        assert (kw["connect_timeout"], kw["timeout"], kw["no_delay"], kw["default_noreply"]) == (
+            own["connect_timeout"],
+            own["timeout"],
+            True,
+            False,
+        )
+        names = [backend._key(f"k{i}") for i in range(20)]
+        assert all(backend.claim(f"k{i}", 10) is None for i in range(20))
+        on = [sum(Client(s).get(n) == PENDING for n in names) for s in (server, ("127.0.0.1", second.port))]
+        assert sum(on) == 20 and min(on) > 0  # spread over both servers
+    other = MemcachedCache(servers=SwitchedOff())  # a client wxmp cannot copy: the cache's own calls
+    assert isinstance(open_store(SharedStore(other, probe=False), 300), CacheDedupStore)
+
+
+class SwitchedOff:
+    """A memcached client that is not pymemcache's."""
+
+
 # -- keys per sender and per mode (security finding 3) ----------------------------------------
 
 
@@ -1619,3 +1832,90 @@ def test_the_in_process_store_is_bounded_and_drops_expired_marks_as_it_goes() ->
     store.record("n0", b"kept", 300)
     clock.advance(11)
     assert store.claim("n0", 10) == b"kept"
+
+
+def test_in_process_marks_expire_at_their_instant() -> None:
+    clock = FakeClock(NOW)
+    store = MemoryDedupStore(clock=clock)
+    assert store.claim("k", 10) is None and store.read("absent") is None
+    clock.advance(9.75)
+    assert store.claim("k", 10) == PENDING and store.read("k") == PENDING
+    clock.advance(0.25)  # the lease's instant: over
+    assert store.read("k") is None
+    assert store.claim("k", 10) is None
+    store.record("k", b"<xml>k</xml>", 300)
+    clock.advance(299.75)
+    assert store.read("k") == b"<xml>k</xml>"
+    clock.advance(0.25)
+    assert store.read("k") is None and store.flush() is True
+
+
+def test_in_process_marks_leave_two_per_claim_from_the_instant_they_expire() -> None:
+    clock = FakeClock(NOW)
+    store = MemoryDedupStore(clock=clock)
+    for i in range(100):
+        store.claim(f"old{i}", 10)
+    clock.advance(10)  # all expire now
+    for i in range(10):
+        store.claim(f"new{i}", 10)
+    assert len(store) == 100 - 2 * 10 + 10
+
+
+def test_the_in_process_store_holds_fifty_thousand_marks_by_default() -> None:
+    store = MemoryDedupStore(clock=FakeClock(NOW))
+    for i in range(50_001):
+        store.claim(str(i), 10)
+    assert len(store) == 50_000 and store.read("0") is None and store.read("1") == PENDING
+
+
+class DictCache(BaseCache):
+    """A cachelib cache wxmp has no fast path for, in a dict; it keeps the timeouts it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, Any] = {}
+        self.timeouts: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        self.data[key], self.timeouts[key] = value, timeout
+        return True
+
+    def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        return key not in self.data and self.set(key, value, timeout)
+
+    def delete(self, key: str) -> bool:
+        return self.data.pop(key, None) is not None
+
+
+def test_any_other_cache_holds_marks_through_its_own_add_get_and_set() -> None:
+    import base64
+    import hashlib
+    import json
+
+    from wxmp.dedupstore import CacheDedupStore
+
+    cache = DictCache()
+    shared = SharedStore(cache, probe=False)
+    dedup = Deduplicator(shared)
+    backend = dedup.backend
+    assert isinstance(backend, CacheDedupStore)
+    name = shared.key("dedup:" + hashlib.sha256(b"k").hexdigest()[:40])
+
+    def stored(value: bytes) -> bytes:  # plain text in the cache: base64 in JSON
+        return json.dumps(base64.b64encode(value).decode()).encode()
+
+    assert backend.read("k") is None
+    assert backend.claim("k", 10) is None
+    assert cache.data == {name: stored(PENDING)} and cache.timeouts == {name: 11}
+    assert backend.claim("k", 10) == PENDING and backend.read("k") == PENDING
+    backend.record("k", b"<xml>k</xml>", 300)
+    assert cache.data == {name: stored(b"<xml>k</xml>")} and cache.timeouts == {name: 301}
+    assert backend.read("k") == b"<xml>k</xml>" and backend.claim("k", 10) == b"<xml>k</xml>"
+    for foreign in (b"5", json.dumps("aGVsbG8=!").encode()):  # not text; not strict base64 ("hello"...)
+        cache.data[name] = foreign
+        assert backend.read("k") == GONE
+        assert dedup.claim("k", NOW) == (False, False, "success")
+    assert backend.flush() is True

@@ -971,7 +971,7 @@ class MemcachedDedupStore:
     def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
         name = self._key(key)
         try:
-            if self.client.add(name, PENDING, expire=_seconds(lease), noreply=False):
+            if self.client.add(name, PENDING, expire=_seconds(lease)):  # waits: default_noreply=False
                 return None
             return self.client.get(name) or GONE  # type: ignore[no-any-return]
         except Exception as exc:
