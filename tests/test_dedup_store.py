@@ -618,6 +618,39 @@ def test_a_retry_after_the_lease_gets_the_reply_still_queued_here(tmp_path: Path
     assert another_process(store, clock).claim("k", 10) == b"<xml>late</xml>"
 
 
+def test_a_retry_losing_the_race_to_a_takeover_answers_the_reply_queued_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its claim lapsed in the previous span, its reply is still queued, another process takes over."""
+    clock = FakeClock(SPAN - 5)
+    store = quiet(FileDedupStore(str(tmp_path), "ns", 300, clock=clock))
+    other = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert store.claim("k", 10) is None
+    clock.advance(11)  # the next span (past the previous file's grace), the lease over
+    assert store.claim("warm-up", 10) is None and other.claim("warm-up 2", 10) is None
+    store.record("k", b"<xml>k</xml>", 300)  # queued for the previous file
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:  # between this claim's read and its write
+        monkeypatch.setattr(os, "write", real_write)
+        assert other.claim("k", 10) is None
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    assert store.claim("k", 10) == b"<xml>k</xml>"
+
+
+def test_a_reply_once_written_is_not_answered_from_memory_again(tmp_path: Path) -> None:
+    clock = FakeClock(MID)
+    store = quiet(FileDedupStore(str(tmp_path), "ns", 300, clock=clock))
+    assert store.claim("k", 10) is None
+    store.record("k", b"<xml>k</xml>", 300)
+    assert store.claim("other", 10) is None  # k's reply is written with it
+    clock.advance(600)  # k's mark has expired with its file: the same key is new
+    assert store.claim("k", 10) is None
+    assert store.claim("k", 10) == PENDING
+
+
 def test_the_same_push_after_the_lease_takes_over_its_own_binding(tmp_path: Path) -> None:
     clock = FakeClock(MID)
     first = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
@@ -696,11 +729,18 @@ def test_a_damaged_record_is_skipped_and_the_records_after_it_are_read(
     assert fresh.claim("d", 10) is None and store.claim("d", 10) == PENDING  # the file stays usable
 
 
-def test_a_stray_byte_before_a_record_hides_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A write cut after its first byte: the record written after it is still found."""
+@pytest.mark.parametrize("owner", [0x00, 0x80])
+def test_a_stray_byte_before_a_record_hides_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: int
+) -> None:
+    """A write cut after its first byte: the record written after it is still found.
+
+    Read from the stray byte, that record's owner's last byte becomes a size: under the 64 MiB a
+    record may have (0x00: a claim still being written, but a whole record follows) or over it.
+    """
     clock = FakeClock(MID)
     with monkeypatch.context() as m:
-        m.setattr(os, "urandom", bytes)
+        m.setattr(os, "urandom", lambda n: bytes(n - 1) + bytes([owner]))
         store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
     assert store.claim("warm-up", 10) is None
     real_write = os.write
