@@ -142,6 +142,7 @@ _O_LOG = os.O_RDWR | os.O_APPEND | os.O_CREAT | _CLOEXEC
 #: (zeros: none), a body digest 16.
 _HEAD = struct.Struct(">BB20s20s16sddQI")
 _CRC = struct.Struct(">I")
+_SIZE = struct.Struct(">I")  # the payload size, the header's last field
 _MAGIC = 0xA7
 _CLAIM = 0x43  # "C": a claim of a key, a binding of a name to a body, or both
 _REPLY = 0x52  # "R": the reply of a claim
@@ -369,9 +370,7 @@ class FileDedupStore:
             self._unsent.append((log, name, _record(_REPLY, name, _NONE, _NOBODY, 0.0, 0.0, owner, reply)))
             self._unsent_replies[name] = reply
             if self._flusher is None:
-                self._flusher = threading.Thread(target=_file_flusher, args=(weakref.ref(self),), daemon=True)
-                self._flusher.name = "wxmp-dedup-flusher"
-                self._flusher.start()
+                self._flusher = _start_flusher(_file_flusher, self, self._wake)
         if not self._wake.is_set():
             self._wake.set()
 
@@ -385,8 +384,8 @@ class FileDedupStore:
             try:
                 for log in {id(log): log for log, _, _ in self._unsent}.values():
                     self._append_raw(log, b"")
-            except (OSError, CacheUnavailable) as exc:
-                self._failed(f"filesystem dedup store: {getattr(exc, 'strerror', None) or exc}")
+            except OSError as exc:
+                self._failed(f"filesystem dedup store: {exc.strerror or exc}")
                 return False
         return True
 
@@ -471,7 +470,7 @@ class FileDedupStore:
             else:
                 replies = [item for item in unsent if item[0] is log]
                 rest = [item for item in unsent if item[0] is not log]
-            data = b"".join([r for _, _, r in replies] + [record]) if replies else record
+            data = b"".join([r for _, _, r in replies] + [record])
         if not data:
             return True
         if record and log.offset + len(data) > self.max_bytes:  # replies are owed whatever the size
@@ -540,17 +539,28 @@ def _record(
     return record + _CRC.pack(zlib.crc32(record))
 
 
+def _start_flusher(target: Callable[[Any], None], store: Any, wake: threading.Event) -> threading.Thread:
+    """A daemon thread running ``target`` on a weak reference to ``store``.
+
+    ``wake`` is set when there is work, and also when the store is collected, so the thread ends
+    at once instead of outliving its store.
+    """
+    thread = threading.Thread(target=target, args=(weakref.ref(store, lambda _: wake.set()),), daemon=True)
+    thread.name = "wxmp-dedup-flusher"
+    thread.start()
+    return thread
+
+
 def _file_flusher(ref: weakref.ref[FileDedupStore]) -> None:
     """Writes replies no claim took along within ``flush_after`` s; holds its store weakly."""
     while (store := ref()) is not None:
         wake, delay = store._wake, store.flush_after
         del store
-        if not wake.wait(30):
-            continue
+        wake.wait()
         time.sleep(delay)
         store = ref()
-        if store is None or store._wake is not wake:
-            return  # gone, or forked: the child has a flusher of its own
+        if store is None:
+            return
         wake.clear()
         store.flush()
         store.flushed.set()
@@ -573,6 +583,12 @@ def _apply(log: _Log, data: bytes, base: int) -> int:
             pos = _resync(data, pos)
             continue
         if stop > end:
+            # A record still being written, unless a whole record follows: writes land whole and in
+            # order, so this is what a torn write left (its size may be any bytes), not a record.
+            after = _next_record(data, pos)
+            if after >= 0:
+                pos = after
+                continue
             if end - pos > MAX_BYTES:  # cannot be a record still being written
                 pos = _resync(data, pos)
                 continue
@@ -602,6 +618,18 @@ def _apply(log: _Log, data: bytes, base: int) -> int:
 def _resync(data: bytes, pos: int) -> int:
     found = data.find(_MAGIC, pos + 1)
     return len(data) if found < 0 else found
+
+
+def _next_record(data: bytes, pos: int) -> int:
+    """Where the first whole record with a good checksum after ``pos`` starts; -1 if there is none."""
+    head, crc, end = _HEAD.size, _CRC.size, len(data)
+    at = data.find(_MAGIC, pos + 1)
+    while 0 <= at <= end - head - crc:
+        stop = at + head + _SIZE.unpack_from(data, at + head - _SIZE.size)[0] + crc
+        if stop <= end and zlib.crc32(data[at : stop - crc]) == _CRC.unpack_from(data, stop - crc)[0]:
+            return at
+        at = data.find(_MAGIC, at + 1)
+    return -1
 
 
 _FILE_STORES: weakref.WeakSet[FileDedupStore] = weakref.WeakSet()
@@ -757,7 +785,10 @@ class RedisDedupStore:
         px = max(1, int(lease * 1000))
         if bind is not None and self._set_get:
             claim_bound = functools.partial(self._claim_bound, name=name.encode(), px=b"%d" % px, bind=bind)
-            return self._use(claim_bound)  # type: ignore[no-any-return]
+            value = self._use(claim_bound)
+            if self._set_get:
+                return value  # type: ignore[no-any-return]
+            # Redis < 7.0 refused SET ... NX GET: the binding on its own, then the claim (below)
 
         def op(pipe: _Pipe) -> Any:
             conn = pipe.conn
@@ -800,7 +831,15 @@ class RedisDedupStore:
             )
         )
         pipe.drain()
-        seen = conn.read_response()
+        try:
+            seen = conn.read_response()
+        except ResponseError as exc:
+            with contextlib.suppress(ResponseError):
+                conn.read_response()  # the claim's answer: the same refusal
+            if "syntax" not in str(exc).lower():
+                raise
+            self._set_get = False  # Redis < 7.0: claim() goes on without GET
+            return None
         value: bytes | None = conn.read_response()
         if seen is not None and seen != body:
             if value is None:  # this push won the claim: give it back (only an attacker gets here)
@@ -849,9 +888,7 @@ class RedisDedupStore:
         pipe.add(b"SET", self._key(key).encode(), reply, b"PX", b"%d" % max(1, int(ttl * 1000)))
         self._pipes.append(pipe)
         if self._flusher is None:
-            self._flusher = threading.Thread(target=_flusher, args=(weakref.ref(self),), daemon=True)
-            self._flusher.name = "wxmp-dedup-flusher"
-            self._flusher.start()
+            self._flusher = _start_flusher(_flusher, self, self._wake)
             _UNFLUSHED.add(self)
         self._wake.set()
 
@@ -894,8 +931,7 @@ def _flusher(ref: weakref.ref[RedisDedupStore]) -> None:
     while (store := ref()) is not None:
         wake, delay = store._wake, store.flush_after
         del store
-        if not wake.wait(30):
-            continue
+        wake.wait()
         time.sleep(delay)
         wake.clear()
         store = ref()
@@ -947,7 +983,7 @@ class MemcachedDedupStore:
     def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
         name = self._key(key)
         try:
-            if self.client.add(name, PENDING, expire=_seconds(lease), noreply=False):
+            if self.client.add(name, PENDING, expire=_seconds(lease)):  # waits: default_noreply=False
                 return None
             return self.client.get(name) or GONE  # type: ignore[no-any-return]
         except Exception as exc:
