@@ -826,16 +826,44 @@ def test_a_typing_failure_is_only_logged(tl: Timeline, fake: FakeWeChat, caplog:
     assert fake.count(SEND) == 1
 
 
-def test_a_hanging_typing_request_runs_in_a_daemon_thread(tl: Timeline, fake: FakeWeChat) -> None:
-    """It must not keep the process from exiting (WeChat may not answer)."""
-    s = make(tl, fake, seconds=[None])
-    fake.hang_next(1, STUCK, paths=("/cgi-bin/message/custom/typing",))
+def test_unsent_rests_of_two_users_are_each_kept_for_their_user(tl: Timeline, fake: FakeWeChat) -> None:
+    other_id = "oSlowUser0000000000000000003"
+    fake.add_user(other_id)
+    s = make(tl, fake, seconds=[8.0, 8.0, 1.0, 1.0], answer=lambda msg: f"{msg.content} for {msg.from_user_name}")
+    other = WeChatUser(s.acct.callback, TOKEN, openid=other_id)
+    fake.fail_next(2, errcode=45047, paths=(SEND,))
+    push(tl, s.user, s.text("q", 83))
+    push(tl, other, other.message_xml("text", {"Content": "q"}, msg_id=84), at=T0 + 1)
+    mine = push(tl, s.user, s.text("rest?", 85), at=T0 + 20)
+    theirs = push(tl, other, other.message_xml("text", {"Content": "rest?"}, msg_id=86), at=T0 + 21)
+    tl.run()
+    assert mine.reply == TextReply(f"q for {OPENID}")
+    assert theirs.reply == TextReply(f"q for {other_id}")
+
+
+def test_typing_requests_run_in_daemon_threads(tl: Timeline, fake: FakeWeChat) -> None:
+    """A typing request WeChat does not answer must not keep the process from exiting, whichever
+    thread asked for it (the request's, or the job's: here the test's own, not a daemon)."""
+
+    def broken(msg: Any) -> str:
+        raise RuntimeError("no")
+
+    s = make(tl, fake, seconds=8.0, answer=broken)
+    gate = threading.Event()
+    original = s.acct.message.typing
+
+    def stuck_typing(openid: str, on: bool = True) -> Any:
+        gate.wait(STUCK)
+        return original(openid, on)
+
+    s.acct.message.typing = stuck_typing  # type: ignore[method-assign]
     threads: list[threading.Thread] = []
     push(tl, s.user, s.text("q", 82), attempts=1)
-    tl.at(T0 + 5, lambda: threads.extend(t for t in threading.enumerate() if t.name == "wxmp-slow-typing"))
+    tl.at(T0 + 9, lambda: threads.extend(t for t in threading.enumerate() if t.name == "wxmp-slow-typing"))
     tl.run()
-    assert len(threads) == 1 and threads[0].daemon and threads[0].is_alive()
-    fake.clear_faults()
+    gate.set()
+    assert threading.current_thread().daemon is False
+    assert len(threads) == 2 and all(t.daemon for t in threads)  # "typing" on, then off
 
 
 def test_a_cache_outage_runs_the_handler_in_the_request(tl: Timeline, caplog: Any) -> None:
