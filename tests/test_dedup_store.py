@@ -1633,6 +1633,22 @@ def test_replies_queued_on_a_connection_are_answered_in_order(
     assert [backend.claim(k, 10) for k in "cde"] == [b"<xml>c</xml>", b"<xml>d</xml>", PENDING]
 
 
+def exit_code_of(pid: int) -> int:
+    """A forked child's exit code; a child that hangs (say, on a lock held at the fork) is killed."""
+    import select
+    import signal
+
+    fd = os.pidfd_open(pid)
+    try:
+        if not select.select([fd], [], [], 60)[0]:  # readable when the child exits
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+    finally:
+        os.close(fd)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
 def test_a_forked_child_uses_connections_and_a_flusher_of_its_own(
     redis_url: str, redis_store: SharedStore
 ) -> None:
@@ -1656,8 +1672,7 @@ def test_a_forked_child_uses_connections_and_a_flusher_of_its_own(
             code = 0 if ok else 1
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert exit_code_of(pid) == 0
     raw = redis.Redis.from_url(redis_url)
     assert [raw.get(backend._key(k)) for k in ("child", "child 2")] == [
         b"<xml>child</xml>",
