@@ -1233,6 +1233,12 @@ def test_a_caches_key_prefix_leads_the_dedup_keys(
         backend = Deduplicator(SharedStore(cache, namespace="wxmp:wx1", probe=False)).backend
         assert backend.claim("k", 10) is None
         assert read("app:wxmp:wx1:dedup:" + digest("k")) == PENDING
+    # cachelib also takes a callable prefix, evaluated per call: not applied (the namespace keeps
+    # accounts apart), and no reason not to start.
+    cache = RedisCache(host=redis.Redis.from_url(redis_url), key_prefix=lambda: "tenant:")
+    backend = Deduplicator(SharedStore(cache, namespace="wxmp:wx1", probe=False)).backend
+    assert backend.claim("k", 10) is None
+    assert redis.Redis.from_url(redis_url).get("wxmp:wx1:dedup:" + digest("k")) == PENDING
 
 
 def test_redis_names_and_values_stay_the_same_across_processes_and_versions(
