@@ -387,6 +387,22 @@ def test_a_crash_before_the_reply_is_written_costs_one_success_not_a_second_run(
     assert (tmp_path / "runs.txt").read_text().split() == ["A"]
 
 
+def exit_code_of(pid: int) -> int:
+    """A forked child's exit code; a child that hangs (say, on a lock held at the fork) is killed."""
+    import select
+    import signal
+
+    fd = os.pidfd_open(pid)
+    try:
+        if not select.select([fd], [], [], 60)[0]:  # readable when the child exits
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+    finally:
+        os.close(fd)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_records_only_its_own_claims(tmp_path: Path) -> None:
     from wxmp.cache import resolve_cache
@@ -407,8 +423,7 @@ def test_a_forked_child_records_only_its_own_claims(tmp_path: Path) -> None:
                     code = 0
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert exit_code_of(pid) == 0
     other = FileDedupStore(backend.base, os.path.basename(backend.root), 300)
     assert other.read("child") == b"<xml>child</xml>"
     assert other.read("parent") == PENDING

@@ -689,7 +689,10 @@ def test_a_record_read_while_half_written_is_applied_once_whole(
     clock = FakeClock(MID)
     writer = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
     assert writer.claim("k", 10) is None
-    long = b"r" * 4096
+    # Inside the reply: what looks like an empty record (a magic byte, and a size of 0 where a
+    # header would have it), and a magic byte too close to the end for any header to fit.
+    long = b"r" * 100 + b"\xa7" + b"r" * 81 + bytes(4) + b"r" * 3740 + b"\xa7" + b"r" * 169
+    assert len(long) == 4096
     writer.record("k", long, 300)
     reader = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
     real_write = os.write
@@ -743,14 +746,74 @@ def test_a_stray_byte_before_a_record_hides_nothing(
         m.setattr(os, "urandom", lambda n: bytes(n - 1) + bytes([owner]))
         store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
     assert store.claim("warm-up", 10) is None
+    store.record("warm-up", b"<xml>w</xml>", 300)  # it rides in the next claim's write
     real_write = os.write
     monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:1]))  # the disk is full
     with pytest.raises(CacheUnavailable):
         store.claim("k", 10)
     monkeypatch.setattr(os, "write", real_write)
     clock.advance(5)
-    assert store.claim("k", 10) is None
-    assert FileDedupStore(str(tmp_path), "ns", 300, clock=clock).claim("k", 10) == PENDING
+    assert store.claim("k", 10) is None  # the reply, then this claim
+    fresh = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert fresh.read("warm-up") == b"<xml>w</xml>" and fresh.claim("k", 10) == PENDING
+
+
+def test_after_a_torn_record_the_reader_waits_for_the_write_still_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A torn reply, then (with no whole record between) another process's reply being written."""
+    from wxmp import dedupstore
+
+    monkeypatch.setattr(dedupstore, "MAX_BYTES", 4096)  # the longest payload a record may announce
+    clock = FakeClock(MID)
+    with monkeypatch.context() as m:
+        m.setattr(os, "urandom", bytes)
+        torn = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+        writing = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+        reader = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert torn.claim("k", 10) is None and writing.claim("m", 10) is None
+    torn.record("k", b"k" * 4096, 300)
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:96]))  # the disk fills up
+    assert torn.flush() is False
+    writing.record("m", b"m" * 4000, 300)
+    seen = []
+
+    def write(fd: int, data: bytes) -> int:  # m's reply lands in two steps; the reader looks between
+        monkeypatch.setattr(os, "write", real_write)
+        done = real_write(fd, data[:4050])
+        seen.append((reader.read("k"), reader.read("m")))
+        return done + real_write(fd, data[4050:])
+
+    monkeypatch.setattr(os, "write", write)
+    assert writing.flush()
+    assert seen == [(PENDING, PENDING)]
+    assert (reader.read("k"), reader.read("m")) == (PENDING, b"m" * 4000)
+
+
+def test_bytes_from_elsewhere_at_the_end_of_a_file_are_skipped_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(MID)
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    other = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert store.claim("a", 10) is None and other.claim("b", 10) is None
+    with next(Path(store.root).iterdir()).open("ab") as f:  # not a record: where a header would
+        f.write(b"\n" * 82 + (4096).to_bytes(4, "big") + b"\n" * 10)  # have its size, 4096
+    calls = Syscalls(monkeypatch)
+    assert other.claim("c", 10) is None
+    assert calls.take() == {"pread": 1, "write": 1, "lseek": 1}
+    assert store.claim("c", 10) == PENDING
+
+
+def test_a_file_holds_exactly_max_bytes(tmp_path: Path) -> None:
+    size = 2 * FileDedupStore.record_size(0)
+    store = FileDedupStore(str(tmp_path), "ns", 300, clock=FakeClock(MID), max_bytes=size)
+    assert store.claim("a", 10) is None and store.claim("b", 10) is None
+    with pytest.raises(CacheUnavailable) as refused:
+        store.claim("c", 10)
+    assert str(refused.value) == f"filesystem dedup store: a file is over {size} bytes"
+    assert next(Path(store.root).iterdir()).stat().st_size == size
 
 
 def test_a_record_torn_by_a_full_disk_holds_up_nothing_after_it(
@@ -763,11 +826,11 @@ def test_a_record_torn_by_a_full_disk_holds_up_nothing_after_it(
         writer = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
         reader = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
     assert writer.claim("k", 10) is None
-    writer.record("k", b"x" * 1000, 300)
+    writer.record("k", b"\xa7" * 1000, 300)  # every byte of it a magic byte: each read as a header
     real_write = os.write
-    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:200]))  # the disk fills up
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:201]))  # the disk fills up
     with pytest.raises(CacheUnavailable) as refused:
-        writer.claim("next", 10)  # k's reply and this claim: 200 of their 1180 bytes written
+        writer.claim("next", 10)  # k's reply and this claim: 201 of their 1180 bytes written
     assert str(refused.value) == "filesystem dedup store: short write"
     monkeypatch.setattr(os, "write", real_write)
     assert [reader.claim(f"r{i}", 10) for i in range(3)] == [None, None, None]
@@ -778,7 +841,7 @@ def test_a_record_torn_by_a_full_disk_holds_up_nothing_after_it(
     clock.advance(0.25)  # five seconds on: the writer tries again, its reply still queued
     assert writer.claim("next", 10) is None
     assert writer.claim("r0", 10) == PENDING
-    assert reader.read("k") == b"x" * 1000
+    assert reader.read("k") == b"\xa7" * 1000
 
 
 def test_a_file_emptied_under_the_store_refuses_claims_until_the_next_span(tmp_path: Path) -> None:
@@ -1150,6 +1213,34 @@ def test_two_accounts_on_one_redis_keep_their_marks_apart(redis_url: str) -> Non
     assert a.backend._key("same").startswith("wxmp:wxaaaaaaaaaaaaaaaa:dedup:")  # type: ignore[attr-defined]
 
 
+def test_a_caches_key_prefix_leads_the_dedup_keys(
+    redis_url: str, memcached_server: Any, memcached_store: SharedStore
+) -> None:
+    import redis
+    from cachelib import MemcachedCache, RedisCache
+    from pymemcache.client.base import Client
+
+    from wxmp.dedupstore import digest
+
+    server = ("127.0.0.1", memcached_server.port)
+    for cache, read in [
+        (
+            RedisCache(host=redis.Redis.from_url(redis_url), key_prefix="app:"),
+            redis.Redis.from_url(redis_url).get,
+        ),
+        (MemcachedCache(servers=Client(server), key_prefix="app:"), Client(server).get),
+    ]:
+        backend = Deduplicator(SharedStore(cache, namespace="wxmp:wx1", probe=False)).backend
+        assert backend.claim("k", 10) is None
+        assert read("app:wxmp:wx1:dedup:" + digest("k")) == PENDING
+    # cachelib also takes a callable prefix, evaluated per call: not applied (the namespace keeps
+    # accounts apart), and no reason not to start.
+    cache = RedisCache(host=redis.Redis.from_url(redis_url), key_prefix=lambda: "tenant:")
+    backend = Deduplicator(SharedStore(cache, namespace="wxmp:wx1", probe=False)).backend
+    assert backend.claim("k", 10) is None
+    assert redis.Redis.from_url(redis_url).get("wxmp:wx1:dedup:" + digest("k")) == PENDING
+
+
 def test_redis_names_and_values_stay_the_same_across_processes_and_versions(
     redis_url: str, redis_store: SharedStore
 ) -> None:
@@ -1170,6 +1261,8 @@ def test_redis_names_and_values_stay_the_same_across_processes_and_versions(
     assert raw.get(bound) == hashlib.sha256(b"<xml>body</xml>").hexdigest()[:32].encode()
     assert backend.bind("1714036504:n1:sig1", b"<xml>body</xml>")  # the same body again
     assert not backend.bind("1714036504:n1:sig1", b"<xml>other</xml>")
+    assert backend.bind("1714036504:n1:sig1", b"<xml>body</xml>")  # still bound to the first body
+    assert raw.get(bound) == hashlib.sha256(b"<xml>body</xml>").hexdigest()[:32].encode()
     backend.record("k", b"<xml>k</xml>", 300)
     assert backend.flush()
     raw.config_resetstat()
@@ -1222,6 +1315,10 @@ class RedisProxy:
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)  # ends the accept() under way
         self.listener.close()
+        self.cut()
+
+    def cut(self) -> None:
+        """Close every connection (Redis's idle timeout, a restart); new ones are accepted."""
         for sock in self._sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -1402,6 +1499,24 @@ def test_on_redis_6_claims_and_bindings_take_two_commands(proxy: RedisProxy, red
     ]  # the refused binding, no claim
 
 
+def test_on_redis_6_a_binding_first_also_finds_out(proxy: RedisProxy) -> None:
+    proxy.redis6 = True
+    backend = proxied(proxy, bind_ttl=605)
+    assert backend.bind("1714036504:n1:sig1", b"<xml>body</xml>")
+    assert not backend.bind("1714036504:n1:sig1", b"<xml>other</xml>")
+    assert backend.claim("k", 10) is None and backend.claim("k", 10) == PENDING
+    # SET ... NX GET once (refused), then SET NX and GET only.
+    assert [(c[0], c[-1] == "GET") for c in proxy.sent("SET", "GET")] == [
+        ("SET", True),
+        ("SET", False),
+        ("SET", False),
+        ("GET", False),
+        ("SET", False),
+        ("SET", False),
+        ("GET", False),
+    ]
+
+
 def test_redis_refusing_writes_runs_messages_without_dedup_and_keeps_set_get(
     redis_url: str, redis_store: SharedStore, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1420,6 +1535,7 @@ def test_redis_refusing_writes_runs_messages_without_dedup_and_keeps_set_get(
         for attempt in (
             lambda: backend.claim("m", 10),
             lambda: backend.claim("m", 10, bind=("1714036504:n1:sig1", b"<xml>m</xml>")),
+            lambda: backend.bind("1714036504:n1:sig1", b"<xml>m</xml>"),
         ):
             with pytest.raises(CacheUnavailable) as refused:
                 attempt()
@@ -1465,12 +1581,17 @@ def test_a_reply_waiting_on_a_dropped_connection_goes_out_on_the_next_one(
     backend.record("x", b"<xml>x</xml>", 300)
     assert backend.flush() is False  # Redis went away: the connection is dropped
     proxy.reopen()
-    proxy.hang_ups = 1  # the first new connection fails at once, the next one works
+    assert backend.claim("c", 10) is None  # a new connection, nothing left to read on it
+    proxy.close()
+    backend.record("y", b"<xml>y</xml>", 300)
+    assert backend.flush() is False
+    proxy.reopen()
+    proxy.hang_ups = 1  # the next new connection fails at once, the one after works
     backend.record("a", b"<xml>a</xml>", 300)
-    assert backend.claim("c", 10) is None  # tried again on a new connection, a's reply with it
+    assert backend.claim("d", 10) is None  # tried again on a new connection, a's reply with it
     assert raw.get(backend._key("a")) == b"<xml>a</xml>"
-    assert [backend.claim(k, 10) for k in "abc"] == [b"<xml>a</xml>", PENDING, PENDING]
-    assert proxy.accepted == 3
+    assert [backend.claim(k, 10) for k in "abcd"] == [b"<xml>a</xml>", PENDING, PENDING, PENDING]
+    assert proxy.accepted == 4
 
 
 def test_the_flusher_survives_an_outage(proxy: RedisProxy, redis_url: str) -> None:
@@ -1518,6 +1639,22 @@ def test_replies_queued_on_a_connection_are_answered_in_order(
     assert [backend.claim(k, 10) for k in "cde"] == [b"<xml>c</xml>", b"<xml>d</xml>", PENDING]
 
 
+def exit_code_of(pid: int) -> int:
+    """A forked child's exit code; a child that hangs (say, on a lock held at the fork) is killed."""
+    import select
+    import signal
+
+    fd = os.pidfd_open(pid)
+    try:
+        if not select.select([fd], [], [], 60)[0]:  # readable when the child exits
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+    finally:
+        os.close(fd)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
 def test_a_forked_child_uses_connections_and_a_flusher_of_its_own(
     redis_url: str, redis_store: SharedStore
 ) -> None:
@@ -1541,8 +1678,7 @@ def test_a_forked_child_uses_connections_and_a_flusher_of_its_own(
             code = 0 if ok else 1
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert exit_code_of(pid) == 0
     raw = redis.Redis.from_url(redis_url)
     assert [raw.get(backend._key(k)) for k in ("child", "child 2")] == [
         b"<xml>child</xml>",
@@ -1573,6 +1709,13 @@ def test_what_redis_is_sent_for_short_leases_and_the_default_binding(proxy: Redi
         ("SET", b, "r", "PX", "299999"),
         ("SET", c, "\x00pending", "NX", "PX", "10000", "GET"),
     ]
+    proxy.commands.clear()
+    assert backend.bind("1714036504:n2:sig2", b"y")
+    from wxmp.dedupstore import open_store
+
+    made = open_store(SharedStore(resolve_cache(proxy.url, ""), probe=False), 300)  # no bind_ttl either
+    assert made.claim("d", 10, bind=("1714036504:n3:sig3", b"z")) is None  # type: ignore[call-arg]
+    assert [c[4:6] for c in proxy.sent("SET")] == [("PX", "1"), ("PX", "1"), ("PX", "10000")]
 
 
 # -- memcached: one add, any key ---------------------------------------------------------------
@@ -1959,3 +2102,12 @@ def test_any_other_cache_holds_marks_through_its_own_add_get_and_set() -> None:
         assert backend.read("k") == GONE
         assert dedup.claim("k", NOW) == (False, False, "success")
     assert backend.flush() is True
+
+
+def test_an_in_process_mark_past_the_two_dropped_per_claim_expires_at_its_instant() -> None:
+    clock = FakeClock(NOW)
+    store = MemoryDedupStore(clock=clock)
+    for key in ("a", "b", "k"):
+        assert store.claim(key, 10) is None
+    clock.advance(10)  # all three expire now; a claim drops two, k is still there but over
+    assert store.claim("k", 10) is None

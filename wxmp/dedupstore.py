@@ -107,16 +107,23 @@ def open_store(
         if backend == "filesystem":
             return FileDedupStore(cache._path, store.namespace, max(ttl, bind_ttl), clock=clock)  # type: ignore[attr-defined]
         if backend == "redis":
-            prefix = (getattr(cache, "key_prefix", None) or "") + store.namespace
+            prefix = _key_prefix(cache) + store.namespace
             return RedisDedupStore(cache._write_client, prefix, bind_ttl=bind_ttl)  # type: ignore[attr-defined]
         if backend == "memcached":
-            prefix = (getattr(cache, "key_prefix", None) or "") + store.namespace
+            prefix = _key_prefix(cache) + store.namespace
             return MemcachedDedupStore(cache._client, prefix)  # type: ignore[attr-defined]
         if backend == "simple":
             return MemoryDedupStore(clock=clock)
     except AttributeError:  # a cachelib subclass without the attribute we build on
         pass
     return CacheDedupStore(store)
+
+
+def _key_prefix(cache: Any) -> str:
+    """The cache's own key prefix when it is a string; cachelib also takes a callable, evaluated
+    per call, which is not applied (the namespace keeps accounts apart)."""
+    prefix = getattr(cache, "key_prefix", None)
+    return prefix if isinstance(prefix, str) else ""
 
 
 # -- filesystem ---------------------------------------------------------------------------------
