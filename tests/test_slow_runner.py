@@ -829,7 +829,9 @@ def test_a_typing_failure_is_only_logged(tl: Timeline, fake: FakeWeChat, caplog:
 def test_unsent_rests_of_two_users_are_each_kept_for_their_user(tl: Timeline, fake: FakeWeChat) -> None:
     other_id = "oSlowUser0000000000000000003"
     fake.add_user(other_id)
-    s = make(tl, fake, seconds=[8.0, 8.0, 1.0, 1.0], answer=lambda msg: f"{msg.content} for {msg.from_user_name}")
+    s = make(
+        tl, fake, seconds=[8.0, 8.0, 1.0, 1.0], answer=lambda msg: f"{msg.content} for {msg.from_user_name}"
+    )
     other = WeChatUser(s.acct.callback, TOKEN, openid=other_id)
     fake.fail_next(2, errcode=45047, paths=(SEND,))
     push(tl, s.user, s.text("q", 83))
