@@ -377,13 +377,16 @@ class FileDedupStore:
             self._unsent.append((log, name, _record(_REPLY, name, _NONE, _NOBODY, 0.0, 0.0, owner, reply)))
             self._unsent_replies[name] = reply
             if self._flusher is None:
-                self._flusher = _start_flusher(_file_flusher, self, self._wake)
+                self._flusher = _start_flusher(_flusher, self, self._wake)
         if not self._wake.is_set():
             self._wake.set()
 
     def release(self, key: str) -> None:
         with self._lock:
             self._claimed.pop(key, None)  # the lease lapses
+
+    def _flush_queued(self) -> None:
+        self.flush()  # a failure is remembered (claims say "unavailable" for a while)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Write the queued replies now; False if a write failed."""
@@ -558,18 +561,19 @@ def _start_flusher(target: Callable[[Any], None], store: Any, wake: threading.Ev
     return thread
 
 
-def _file_flusher(ref: weakref.ref[FileDedupStore]) -> None:
-    """Writes replies no claim took along within ``flush_after`` s; holds its store weakly."""
+def _flusher(ref: weakref.ref[Any]) -> None:
+    """A store's flusher thread: writes (sends) the replies no claim took along within
+    ``flush_after`` s (the store's ``_flush_queued``); holds its store weakly."""
     while (store := ref()) is not None:
         wake, delay = store._wake, store.flush_after
         del store
         wake.wait()
         time.sleep(delay)
+        wake.clear()
         store = ref()
         if store is None:
             return
-        wake.clear()
-        store.flush()
+        store._flush_queued()
         store.flushed.set()
         del store
 
@@ -902,6 +906,17 @@ class RedisDedupStore:
     def release(self, key: str) -> None:
         pass
 
+    def _flush_queued(self) -> None:
+        """Send the replies waiting on each connection; their answers are read by later claims."""
+        pipes = []
+        while self._pipes:
+            pipe = self._pipes.pop()
+            if pipe.pending:
+                with contextlib.suppress(Exception):  # the next claim on it reports an outage
+                    pipe.send()
+            pipes.append(pipe)
+        self._pipes.extend(pipes)
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Send every recorded reply now and read the answers; False if Redis could not be reached."""
         pipes = []
@@ -931,29 +946,6 @@ def _flush_at_exit() -> None:
     """A clean exit sends the replies still waiting (a crash loses them; see RedisDedupStore)."""
     for store in list(_UNFLUSHED):
         store.flush()
-
-
-def _flusher(ref: weakref.ref[RedisDedupStore]) -> None:
-    """Sends replies no claim took along within ``flush_after`` s; holds its store weakly."""
-    while (store := ref()) is not None:
-        wake, delay = store._wake, store.flush_after
-        del store
-        wake.wait()
-        time.sleep(delay)
-        wake.clear()
-        store = ref()
-        if store is None:
-            return
-        pipes = []
-        while store._pipes:
-            pipe = store._pipes.pop()
-            if pipe.pending:
-                with contextlib.suppress(Exception):  # the next claim on it reports an outage
-                    pipe.send()
-            pipes.append(pipe)
-        store._pipes.extend(pipes)
-        store.flushed.set()
-        del store
 
 
 # -- memcached ----------------------------------------------------------------------------------
