@@ -136,7 +136,8 @@ def test_customer_service_strategy_answers_success_and_sends_later(
         delivery = u.deliver_text(f"{3 * T} twenty " + "长" * 1000, msg_id=103, timeout=T, targets=urls)
         assert not delivery.failed and delivery.reply is None  # "success": WeChat stops retrying
         assert len(delivery.attempts) == 1
-        sent = wait_for(lambda: sent_messages(fake, OPENID))
+        # The reply is split in two sends (3000 bytes of UTF-8): wait for both, not the first.
+        sent = wait_for(lambda: (lambda m: m if len(m) >= 2 else None)(sent_messages(fake, OPENID)))
         assert fake.count("/cgi-bin/message/custom/typing") == 1
         assert fake.calls("/cgi-bin/message/custom/typing")[0].json == {"touser": OPENID, "command": "Typing"}
         text = "".join(m["text"]["content"] for m in sent)
