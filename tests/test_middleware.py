@@ -490,6 +490,10 @@ def test_mode_dedup_keys_are_a_fleet_wide_contract(cb: Callback, clock: FakeCloc
     # Workers of two releases (and the WSGI and ASGI callbacks) share these keys on one store.
     assert mode_dedup_key(msg, True) == "aes:" + msg.dedup_key
     assert mode_dedup_key(msg, False) == "raw:" + msg.dedup_key
+    cb.on("text")(lambda msg: "first run")
+    for encrypted in (True, False):  # process() records each reply under that key
+        reply = cb.process(msg, encrypted=encrypted)
+        assert cb.dedup.claim(mode_dedup_key(msg, encrypted)) == (False, False, reply)  # type: ignore[union-attr]
 
 
 def test_without_dedup_every_delivery_runs(clock: FakeClock) -> None:
@@ -573,6 +577,7 @@ def test_an_interrupted_handler_leaves_no_claim_file_open(clock: FakeClock, tmp_
     with pytest.raises(WorkerTimeout):
         user.send_raw(xml)
     assert len(os.listdir("/proc/self/fd")) == open_before  # the claim's file was closed
+    assert cb.dedup.backend._claimed == {}  # type: ignore[union-attr]  # nor held in memory
     assert attempts == [12]  # (the lease lapsing is tested in test_dedup.py)
 
 

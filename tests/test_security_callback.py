@@ -322,17 +322,54 @@ def test_a_dead_store_lets_pushes_through_and_says_so_once_a_minute(clock, caplo
     assert runs == ["m1", "m2", "m3", "m4"]
 
 
-def test_a_swapped_body_is_refused_whatever_parameters_are_added(clock, caplog):
-    cb, runs = plain_callback(clock)
+@pytest.mark.parametrize("where", ["in the claim", "on its own"])
+def test_a_swapped_body_is_refused_whatever_parameters_are_added(clock, caplog, where, tmp_path):
+    # On the filesystem the binding is checked in the dedup claim; in-process, by add/get beside it.
+    store = SharedStore(resolve_cache(f"filesystem:{tmp_path}" if where == "in the claim" else "simple", ""))
+    cb, runs = plain_callback(clock, store)
+    assert cb._binds_with_claim() == (where == "in the claim")
     url = signed_query(clock, nonce="555")
     client = Client(cb)
     assert client.post(url, data=body("genuine")).status_code == 200
     # An attacker replaying the logged query may add parameters; wxmp reads only the real ones.
     with caplog.at_level(logging.WARNING, "wxmp.callback"):
-        for i, extra in enumerate(["&=1", "&TIMESTAMP=1", "&NONCE=1", "&Signature=1", "&timestamp2=1"]):
+        lookalikes = ["&=1", "&TIMESTAMP=1", "&NONCE=1", "&Signature=1", "&timestamp2=1"]
+        lookalikes += ["&XXtimestampXX=1", "&XXnonceXX=1", "&XXsignatureXX=1"]  # names a typo would read
+        for i, extra in enumerate(lookalikes):
             swapped = client.post(url + extra, data=body(f"swapped {i}", msg_id=60 + i))
             assert (swapped.status_code, swapped.data) == (403, b"signature check failed")
     assert runs == ["genuine"]
     assert caplog.messages[0].startswith(
         "wxmp callback refused (403): a seen signature with another body, from "
     )
+
+
+@pytest.mark.parametrize("cache", ["filesystem", "redis", "simple"])
+def test_with_dedup_off_bindings_keep_a_store_of_their_own(clock, cache, redis_url, tmp_path):
+    """No dedup claim to ride in: on the filesystem and Redis the bindings get a dedup-style store of
+    their own (one record or one command per push, beside the account's other keys); elsewhere they
+    are plain cache entries."""
+    spec = {"filesystem": f"filesystem:{tmp_path}", "redis": redis_url, "simple": "simple"}[cache]
+    store = SharedStore(resolve_cache(spec, str(tmp_path)), namespace="wxmp:own")
+    cb = Callback(TOKEN, clock=clock, store=store, dedup=False)
+    runs: list[str] = []
+    cb.on("text")(lambda msg: runs.append(msg.content) or "ok")
+    url = signed_query(clock, nonce="4242")
+    assert Client(cb).post(url, data=body("genuine")).status_code == 200
+    assert Client(cb).post(url, data=body("swapped", msg_id=2)).status_code == 403
+    assert runs == ["genuine"]
+    binder = cb.marks.binder
+    if cache == "simple":
+        assert binder is None
+        entries = store._backend.data.entries
+        assert [k for k in entries if ":body:" in k] != []
+    else:
+        assert binder is not None and binder.binds and binder.name == cache
+        if cache == "filesystem":
+            logs = list((tmp_path / "dedup").rglob("*.log"))
+            assert len(logs) == 1 and logs[0].parent.name == "wxmp_own_body"
+        else:
+            import redis
+
+            keys = list(redis.Redis.from_url(redis_url).scan_iter("wxmp:own:body:*"))
+            assert len(keys) == 1

@@ -200,7 +200,7 @@ class AsgiCallback:
             return await self._run(msg, found[0], found[1])
         key = msg.dedup_key
         mode_key = mode_dedup_key(msg, encrypted)  # the WSGI callback's keys: one fleet
-        claim = await asyncio.to_thread(cb._claim, dedup, mode_key, msg, binding)
+        claim = await asyncio.to_thread(cb._claim, dedup, mode_key, binding)
         if not claim.run:
             if signals.duplicate_message.receivers:
                 signals.duplicate_message.send(cb.sender, key=key)

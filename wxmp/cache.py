@@ -79,6 +79,11 @@ class Lock(Protocol):
 # -- resolving WXMP_CACHE -------------------------------------------------------------------------
 
 
+def local_cache() -> SimpleCache:
+    """A cache private to this process, bounded to 10,000 entries (the oldest are pruned first)."""
+    return SimpleCache(threshold=_THRESHOLD, default_timeout=0)
+
+
 def resolve_cache(spec: Any, default_dir: str) -> BaseCache:
     """Turn a ``WXMP_CACHE`` value into a cachelib cache.
 
@@ -92,7 +97,7 @@ def resolve_cache(spec: Any, default_dir: str) -> BaseCache:
     if not isinstance(spec, str):
         raise ConfigError("WXMP_CACHE", f"must be a cachelib cache or a string, not {type(spec).__name__}")
     if spec == "simple":
-        return SimpleCache(threshold=_THRESHOLD, default_timeout=0)
+        return local_cache()
     if spec.startswith("filesystem:"):
         path = spec[len("filesystem:") :]
         if not path:

@@ -37,10 +37,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from cachelib import SimpleCache
-
 from . import signals
-from .cache import CacheUnavailable, SharedStore
+from .cache import CacheUnavailable, SharedStore, local_cache
 from .crypto import MessageCrypto, Verifier, make_nonce
 from .deadline import deadline
 from .dedup import Claim, Deduplicator, SignatureReused
@@ -133,7 +131,7 @@ class Callback:
         self.clock = clock
         self.allow_plaintext = allow_plaintext
         if store is None:
-            store = SharedStore(SimpleCache(threshold=10_000, default_timeout=0), probe=False)
+            store = SharedStore(local_cache(), probe=False)
         if dedup:
             self.dedup: Deduplicator | None = Deduplicator(
                 store, dedup_ttl, wall_clock=clock, bind_ttl=ttl_for(timestamp_window)
@@ -307,7 +305,7 @@ class Callback:
             return self._run(msg)
         key = msg.dedup_key
         mode_key = ("aes:" if encrypted else "raw:") + key  # mode_dedup_key, without a second dedup_key
-        claim = self._claim(dedup, mode_key, msg, binding)
+        claim = self._claim(dedup, mode_key, binding)
         if not claim.run:
             if signals.duplicate_message.receivers:
                 signals.duplicate_message.send(self.sender, key=key)
@@ -327,9 +325,9 @@ class Callback:
         return self.dedup is not None and self.dedup.binds and not self.router.has_slow
 
     @staticmethod
-    def _claim(dedup: Deduplicator, mode_key: str, msg: Message, binding: tuple[str, bytes] | None) -> Claim:
+    def _claim(dedup: Deduplicator, mode_key: str, binding: tuple[str, bytes] | None) -> Claim:
         try:
-            return dedup.claim(mode_key, msg.create_time or None, binding)
+            return dedup.claim(mode_key, bind=binding)
         except SignatureReused:
             raise _Refused(403, "signature check failed", "a seen signature with another body") from None
 

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import signals
-from .cache import CacheUnavailable, SharedStore
+from .cache import CacheUnavailable, SharedStore, local_cache
 from .deadline import deadline
 from .dispatch import settle
 from .errors import ApiError, WxMPError, loggable
@@ -287,9 +287,7 @@ class SlowRunner:
             elif callback.dedup is not None:
                 store = callback.dedup.store
             else:
-                from cachelib import SimpleCache
-
-                store = SharedStore(SimpleCache(threshold=10_000, default_timeout=0))
+                store = SharedStore(local_cache())
         self.store = store
         self.executor: Executor = executor if executor is not None else ThreadExecutor(options.workers)
         self.clock = clock
