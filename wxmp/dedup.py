@@ -110,7 +110,8 @@ class Deduplicator:
     def claim(self, key: str, created: float | None = None, bind: tuple[str, bytes] | None = None) -> Claim:
         """Claim ``key``; a duplicate gets the first run's reply (or ``success``).
 
-        ``created`` is the message's CreateTime. ``bind`` (only when :attr:`binds`): a plaintext
+        ``created`` (a message's CreateTime) is handed to the store for stores that date marks by
+        it; the built-in ones follow the server's clock. ``bind`` (only when :attr:`binds`): a plaintext
         push's ``timestamp:nonce:signature`` and body, bound in the same write; raises
         :class:`SignatureReused` if that triple came before with another body.
         """
