@@ -102,7 +102,7 @@ def test_a_cache_that_times_out_is_left_alone_for_a_few_seconds() -> None:
     calls = []
 
     class TimingOut:
-        def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+        def claim(self, key: str, lease: float) -> bytes | None:
             calls.append(key)
             clock.advance(2.0)  # a socket timeout
             raise CacheUnavailable("redis dedup store: TimeoutError")
@@ -461,19 +461,18 @@ def test_a_lapsed_lease_lets_the_next_attempt_run(kind: str, tmp_path: Path) -> 
     wall = FakeClock(time.time())
     wait = FakeClock(0)
     dedup = Deduplicator(store, ttl=300, lease=10, wall_clock=wall, clock=wait, sleep=wait.sleep)
-    created = wall()
-    assert dedup.claim("crashed", created).run
+    assert dedup.claim("crashed").run
     dedup.release("crashed")  # the claimer dies without a reply
-    assert dedup.claim("done", created).run
+    assert dedup.claim("done").run
     dedup.record("done", "<xml>kept</xml>")
     dedup.backend.flush()
     wall.advance(5)  # WeChat's second attempt: still within the lease
-    assert dedup.claim("crashed", created).reply == "success"
+    assert dedup.claim("crashed").reply == "success"
     wall.advance(6)  # the third attempt, past the lease: runs again, once
-    assert dedup.claim("crashed", created) == (True, True, "")
-    assert not dedup.claim("crashed", created).run
+    assert dedup.claim("crashed") == (True, True, "")
+    assert not dedup.claim("crashed").run
     wall.advance(250)  # a reply is kept for the ttl
-    assert dedup.claim("done", created) == (False, False, "<xml>kept</xml>")
+    assert dedup.claim("done") == (False, False, "<xml>kept</xml>")
 
 
 # -- the defaults the callback uses, boundaries, and what a stored value answers ---------------
@@ -590,7 +589,7 @@ def test_a_slow_failure_is_one_that_took_a_quarter_second() -> None:
     class Failing:
         took = 0.0
 
-        def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+        def claim(self, key: str, lease: float) -> bytes | None:
             calls.append(key)
             clock.advance(self.took)
             raise CacheUnavailable("down")
@@ -627,12 +626,11 @@ def test_what_a_stored_reply_answers(stored: str, answer: str) -> None:
     assert dedup.claim("k") == (False, False, answer)
 
 
-def test_a_retry_in_the_next_minute_waits_on_the_messages_own_file(tmp_path: Path) -> None:
-    """The filesystem store files a message under its CreateTime's minute, also while a retry waits."""
+def test_a_retry_on_the_filesystem_gets_the_reply_on_the_first_poll(tmp_path: Path) -> None:
+    """A retry arriving while the first run is going waits for its reply: one poll, when it comes."""
     from cachelib import FileSystemCache
 
-    created = 60.0 * 28567275 + 58  # two seconds before a minute turns
-    wall = FakeClock(created + 3)  # the deliveries arrive in the next minute
+    wall = FakeClock(60.0 * 28567275 + 58)
     waits = FakeClock(0)
 
     def sleep(seconds: float) -> None:
@@ -641,8 +639,8 @@ def test_a_retry_in_the_next_minute_waits_on_the_messages_own_file(tmp_path: Pat
 
     store = SharedStore(FileSystemCache(str(tmp_path)), probe=False)
     dedup = Deduplicator(store, wall_clock=wall, clock=waits, sleep=sleep)
-    assert dedup.claim("k", created).run
-    assert dedup.claim("k", created) == (False, False, "<xml>first run</xml>")
+    assert dedup.claim("k").run
+    assert dedup.claim("k") == (False, False, "<xml>first run</xml>")
     assert waits() == 0.05
 
 
@@ -656,3 +654,16 @@ def test_releasing_a_filesystem_claim_closes_its_file(tmp_path: Path) -> None:
     assert dedup.claim("k").run
     dedup.release("k")  # the handler was interrupted
     assert len(os.listdir("/proc/self/fd")) == before
+    dedup.record("k", "<xml>too late</xml>")  # a released claim is given up: nothing is recorded
+    assert dedup.backend.flush()
+    assert dedup.backend.read("k") == PENDING  # until its lease lapses
+
+
+@pytest.mark.parametrize("cache", ["filesystem", "simple"])
+def test_only_a_deduplicator_given_a_binding_ttl_binds(cache: str, tmp_path: Path) -> None:
+    """Binding is the callback's (it knows the signature window); a bare Deduplicator never binds."""
+    from wxmp.cache import resolve_cache
+
+    store = SharedStore(resolve_cache(f"filesystem:{tmp_path}" if cache == "filesystem" else "simple", ""))
+    assert Deduplicator(store).binds is False
+    assert Deduplicator(store, bind_ttl=605).binds is (cache == "filesystem")

@@ -161,13 +161,13 @@ def test_a_message_costs_one_append_and_its_reply_one_more(
     clock = FakeClock(MID)
     dedup, backend = file_dedup(tmp_path, clock)
     calls = Syscalls(monkeypatch)
-    assert dedup.claim("m0", NOW).run
+    assert dedup.claim("m0").run
     # This span's file and (not there) the previous one's, once per process; a listing to retire old files.
     assert calls.take() == {"open": 2, "listdir": 1, "pread": 1, "write": 1, "lseek": 1}
     dedup.record("m0", "<xml>0</xml>")
     calls.take()
     for i in range(1, 20):
-        assert dedup.claim(f"m{i}", NOW).run
+        assert dedup.claim(f"m{i}").run
         # Read what others appended, append the last reply and this claim in one write, see where
         # it landed (right after what was read: nothing to read back). No rename, no lock.
         assert calls.take() == {"pread": 1, "write": 1, "lseek": 1}
@@ -175,9 +175,9 @@ def test_a_message_costs_one_append_and_its_reply_one_more(
         assert calls.take() == {}  # queued for the next claim's write
     assert files_under(backend.root) == 1
     calls.take()  # the test's own walk
-    assert dedup.claim("m3", NOW) == (False, False, "<xml>3</xml>")  # a retry: no write
+    assert dedup.claim("m3") == (False, False, "<xml>3</xml>")  # a retry: no write
     assert calls.take() == {"pread": 2}  # what is new, then the reply
-    assert dedup.claim("m19", NOW) == (False, False, "<xml>19</xml>")  # not written yet: from memory
+    assert dedup.claim("m19") == (False, False, "<xml>19</xml>")  # not written yet: from memory
     assert calls.take() == {"pread": 1}
     assert backend.read("m3") == b"<xml>3</xml>" and calls.take() == {"pread": 2}
     assert backend.read("m20") is None and calls.take() == {"pread": 1}
@@ -193,7 +193,7 @@ def test_a_claim_is_seen_at_once_by_other_processes(tmp_path: Path) -> None:
     clock = FakeClock(NOW)
     dedup, backend = file_dedup(tmp_path, clock)
     other = another_process(backend, clock)
-    assert dedup.claim("slow", NOW).run
+    assert dedup.claim("slow").run
     assert other.claim("slow", 10) == PENDING
     assert other.read("slow") == PENDING
     other.record("slow", b"<xml>other</xml>", 300)  # not its claim: writes nothing
@@ -383,7 +383,7 @@ def test_a_flood_keeps_the_files_bounded_and_each_message_cheap(
     spans = set()
     for i in range(n):
         spans.add(int(clock() // backend.span))
-        assert dedup.claim(f"flood-{i}", clock()).run
+        assert dedup.claim(f"flood-{i}").run
         dedup.record(f"flood-{i}", "success")
         for name, count in calls.take().items():
             worst[name] = max(worst.get(name, 0), count)
@@ -448,9 +448,9 @@ def test_a_full_store_runs_without_dedup_rather_than_fill_the_disk(
     full = 5 * (claim + reply)  # five claims and their one-byte replies
     dedup.backend.max_bytes = full  # type: ignore[attr-defined]
     for i in range(5):
-        assert dedup.claim(f"m{i}", NOW) == (True, True, "")
+        assert dedup.claim(f"m{i}") == (True, True, "")
         dedup.record(f"m{i}", "r")
-    assert dedup.claim("m5", NOW) == (True, False, "")
+    assert dedup.claim("m5") == (True, False, "")
     assert "without dedup" in caplog.text and f"over {full} bytes" in caplog.text
     assert max(p.stat().st_size for p in (tmp_path / "dedup").rglob("*.log")) == full
 
@@ -1197,11 +1197,11 @@ def test_a_connection_closed_while_idle_is_no_outage(
 
     wait = FakeClock(0)
     dedup = Deduplicator(redis_store, clock=wait, sleep=wait.sleep)
-    assert dedup.claim("before", NOW).run
+    assert dedup.claim("before").run
     dedup.record("before", "<xml>b</xml>")
     redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)  # e.g. Redis's timeout
-    assert dedup.claim("after", NOW) == (True, True, "")
-    assert dedup.claim("after", NOW) == (False, False, "success")  # still deduplicating
+    assert dedup.claim("after") == (True, True, "")
+    assert dedup.claim("after") == (False, False, "success")  # still deduplicating
     assert "without dedup" not in caplog.text
 
 
@@ -1209,7 +1209,7 @@ def test_two_accounts_on_one_redis_keep_their_marks_apart(redis_url: str) -> Non
     cache = resolve_cache(redis_url, "")
     a = Deduplicator(SharedStore(cache, namespace="wxmp:wxaaaaaaaaaaaaaaaa"))
     b = Deduplicator(SharedStore(cache, namespace="wxmp:wxbbbbbbbbbbbbbbbb"))
-    assert a.claim("same", NOW).run and b.claim("same", NOW).run
+    assert a.claim("same").run and b.claim("same").run
     assert a.backend._key("same").startswith("wxmp:wxaaaaaaaaaaaaaaaa:dedup:")  # type: ignore[attr-defined]
 
 
@@ -1282,7 +1282,7 @@ def test_a_planted_pickle_is_never_unpickled(redis_url: str, redis_store: Shared
             return (os.system, ("touch /tmp/wxmp-pwned-dedup",))
 
     redis.Redis.from_url(redis_url).set(dedup.backend._key("k"), pickle.dumps(Boom()))  # type: ignore[attr-defined]
-    assert dedup.claim("k", NOW) == (False, False, "success")
+    assert dedup.claim("k") == (False, False, "success")
     assert not os.path.exists("/tmp/wxmp-pwned-dedup")
 
 
@@ -1764,14 +1764,14 @@ def test_memcached_values_are_raw_bytes(memcached_server: Any, memcached_store: 
     from pymemcache.client.base import Client
 
     dedup = Deduplicator(memcached_store)
-    assert dedup.claim("k", NOW).run
+    assert dedup.claim("k").run
     dedup.record("k", "<xml>r</xml>")  # sent without waiting for an answer
     assert dedup.backend.read("k") == b"<xml>r</xml>"  # on the same connection: after the set
     raw = Client(("127.0.0.1", memcached_server.port))
     name = dedup.backend._key("k")  # type: ignore[attr-defined]
     assert raw.get(name) == b"<xml>r</xml>"
     raw.set(name, pickle.dumps(("not", "ours")), flags=1, noreply=False)  # pickled: not ours
-    assert dedup.claim("k", NOW) == (False, False, "success")
+    assert dedup.claim("k") == (False, False, "success")
 
 
 def memcached_ttl(port: int, key: str, store_it: Any) -> int:
@@ -1854,7 +1854,7 @@ def test_memcached_marks_are_ours_alone(memcached_server: Any, memcached_store: 
     assert dedup.backend.claim("k", 10) is None
     assert raw.get(name) == PENDING and dedup.backend.claim("k", 10) == PENDING
     raw.set(name, b"<xml>not ours</xml>", flags=2, noreply=False)
-    assert dedup.claim("k", NOW) == (False, False, "success")
+    assert dedup.claim("k") == (False, False, "success")
     assert dedup.backend.flush() is True
 
 
@@ -2100,7 +2100,7 @@ def test_any_other_cache_holds_marks_through_its_own_add_get_and_set() -> None:
     for foreign in (b"5", json.dumps("aGVsbG8=!").encode()):  # not text; not strict base64 ("hello"...)
         cache.data[name] = foreign
         assert backend.read("k") == GONE
-        assert dedup.claim("k", NOW) == (False, False, "success")
+        assert dedup.claim("k") == (False, False, "success")
     assert backend.flush() is True
 
 

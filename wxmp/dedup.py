@@ -107,11 +107,10 @@ class Deduplicator:
             self._last_warning = now
             log.warning("wxmp dedup: %s (%s); processing messages without dedup", what, exc)
 
-    def claim(self, key: str, created: float | None = None, bind: tuple[str, bytes] | None = None) -> Claim:
+    def claim(self, key: str, *, bind: tuple[str, bytes] | None = None) -> Claim:
         """Claim ``key``; a duplicate gets the first run's reply (or ``success``).
 
-        ``created`` (a message's CreateTime) is handed to the store for stores that date marks by
-        it; the built-in ones follow the server's clock. ``bind`` (only when :attr:`binds`): a plaintext
+        ``bind`` (only when :attr:`binds`): a plaintext
         push's ``timestamp:nonce:signature`` and body, bound in the same write; raises
         :class:`SignatureReused` if that triple came before with another body.
         """
@@ -120,11 +119,11 @@ class Deduplicator:
             return _RUN_ONLY  # the cache just timed out (here or for the store): do not wait on it
         try:
             if bind is not None:
-                value = self.backend.claim(key, self.lease, created, bind)  # type: ignore[call-arg]
+                value = self.backend.claim(key, self.lease, bind=bind)  # type: ignore[call-arg]
                 if value == CONFLICT:
                     raise SignatureReused
             else:
-                value = self.backend.claim(key, self.lease, created)
+                value = self.backend.claim(key, self.lease)
         except CacheUnavailable as exc:
             if self.clock() - start >= SLOW_FAILURE:  # it failed by timing out: spare the next ones
                 self._down_until = self.clock() + self.retry_after
@@ -133,15 +132,15 @@ class Deduplicator:
         if value is None:
             return _RUN_AND_RECORD
         if value == PENDING:
-            value = self._wait_for(key, created)
+            value = self._wait_for(key)
         return Claim(False, False, _decode(value))
 
-    def _wait_for(self, key: str, created: float | None) -> bytes | None:
+    def _wait_for(self, key: str) -> bytes | None:
         deadline = self.clock() + self.wait
         while self.clock() < deadline:
             self.sleep(self.poll)
             try:
-                value = self.backend.read(key, created)
+                value = self.backend.read(key)
             except CacheUnavailable as exc:
                 self._warn("cache unavailable", exc)
                 return None
