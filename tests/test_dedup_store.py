@@ -8,6 +8,7 @@ import os
 import pickle
 import socket
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -586,6 +587,21 @@ def test_the_previous_file_is_read_for_five_seconds_after_its_span(
     assert calls.take() == {"pread": 1, "write": 1, "lseek": 1}
 
 
+def test_an_instant_belongs_to_the_span_that_starts_at_or_before_it_even_below_zero(tmp_path: Path) -> None:
+    """The span's start is the instant rounded down; at or above zero rounding toward zero is the
+    same, so a fake clock set back below zero shows the difference: -1 s is in the span from -300 s."""
+    clock = FakeClock(-1.0)
+    reader = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
+    assert reader.read("k") is None  # a read opens the span's file too
+    store = another_process(reader, clock)
+    assert store.claim("k", 10) is None and store.claim("k", 10) == PENDING
+    assert os.listdir(reader.root) == ["300--300.log"]
+    assert reader.read("k") == PENDING
+    clock.advance(1)  # 0: the next span
+    assert store.claim("k", 10) == PENDING and store.claim("next", 10) is None
+    assert sorted(os.listdir(reader.root)) == ["300--300.log", "300-0.log"]
+
+
 def test_a_claim_that_loses_the_race_to_an_answered_claim_gets_its_reply(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -638,6 +654,28 @@ def test_a_retry_losing_the_race_to_a_takeover_answers_the_reply_queued_here(
 
     monkeypatch.setattr(os, "write", write)
     assert store.claim("k", 10) == b"<xml>k</xml>"
+
+
+def test_a_message_run_again_in_the_next_span_has_both_replies_written_each_to_its_file(
+    tmp_path: Path,
+) -> None:
+    """A handler outlives its lease across a span's switch; the retry claims the key anew in the new
+    file and runs too. Each run's reply goes to its own claim's file, and one flush writes both."""
+    clock = FakeClock(SPAN - 5)
+    store = quiet(FileDedupStore(str(tmp_path), "ns", 300, clock=clock))
+    assert store.claim("k", 10) is None
+    clock.advance(11)  # the next span, the lease over
+    assert store.claim("warm-up", 10) is None  # the switch: nothing queued yet
+    store.record("k", b"<xml>first</xml>", 300)  # queued for the previous file
+    assert store.claim("k", 10) is None  # its claim there lapsed: claimed anew in this file
+    store.record("k", b"<xml>second</xml>", 300)  # queued for this file
+    assert store.claim("k", 10) == b"<xml>second</xml>"  # from memory
+    assert store.flush()
+    other = another_process(store, clock)
+    assert other.read("k") == b"<xml>second</xml>"  # this span's file first
+    previous = FileDedupStore(str(tmp_path), "ns", 300, clock=FakeClock(SPAN - 1))
+    assert previous.read("k") == b"<xml>first</xml>"  # the first run's reply, in its own file
+    assert store.flush() and store.claim("k", 10) == b"<xml>second</xml>"  # nothing left queued
 
 
 def test_a_reply_once_written_is_not_answered_from_memory_again(tmp_path: Path) -> None:
@@ -791,15 +829,40 @@ def test_after_a_torn_record_the_reader_waits_for_the_write_still_under_way(
     assert (reader.read("k"), reader.read("m")) == (PENDING, b"m" * 4000)
 
 
+#: Bytes that are no record (no magic byte first), with 4096 where a header would have its size.
+NOT_A_RECORD = b"\n" * 82 + (4096).to_bytes(4, "big") + b"\n" * 10
+#: The header of a 4096-byte reply whose write was cut short, then more bytes than that reply could
+#: take (the test limits records to 4096 bytes), among them a magic byte that starts no record.
+TORN_THEN_FOREIGN = (
+    bytes([0xA7, 0x52])
+    + bytes(80)
+    + (4096).to_bytes(4, "big")
+    + b"\n" * 3930
+    + b"\xa7"
+    + b"\n" * 81
+    + (5000).to_bytes(4, "big")
+    + b"\n" * 10
+)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [NOT_A_RECORD, NOT_A_RECORD[:86], TORN_THEN_FOREIGN],
+    ids=["longer than a header", "exactly a header", "torn, then more than a record holds"],
+)
 def test_bytes_from_elsewhere_at_the_end_of_a_file_are_skipped_not_waited_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tail: bytes
 ) -> None:
+    """Read once and passed over: the next claim lands right after them, with nothing to read back."""
+    from wxmp import dedupstore
+
+    monkeypatch.setattr(dedupstore, "MAX_BYTES", 4096)  # the longest payload a record may announce
     clock = FakeClock(MID)
     store = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
     other = FileDedupStore(str(tmp_path), "ns", 300, clock=clock)
     assert store.claim("a", 10) is None and other.claim("b", 10) is None
-    with next(Path(store.root).iterdir()).open("ab") as f:  # not a record: where a header would
-        f.write(b"\n" * 82 + (4096).to_bytes(4, "big") + b"\n" * 10)  # have its size, 4096
+    with next(Path(store.root).iterdir()).open("ab") as f:
+        f.write(tail)
     calls = Syscalls(monkeypatch)
     assert other.claim("c", 10) is None
     assert calls.take() == {"pread": 1, "write": 1, "lseek": 1}
@@ -1241,6 +1304,27 @@ def test_a_caches_key_prefix_leads_the_dedup_keys(
     assert redis.Redis.from_url(redis_url).get("wxmp:wx1:dedup:" + digest("k")) == PENDING
 
 
+def test_a_redis_cache_without_a_key_prefix_attribute_still_gets_the_redis_store(redis_url: str) -> None:
+    """A RedisCache subclass that sets up its clients itself (no cachelib __init__, no key_prefix)."""
+    import redis
+    from cachelib import RedisCache
+    from cachelib.base import BaseCache
+
+    from wxmp.dedupstore import digest, open_store
+
+    class OwnClients(RedisCache):
+        def __init__(self, client: Any) -> None:
+            BaseCache.__init__(self)
+            self._write_client = self._read_client = client
+
+    cache = OwnClients(redis.Redis.from_url(redis_url))
+    assert not hasattr(cache, "key_prefix")
+    backend = open_store(SharedStore(cache, namespace="wxmp:wx1", probe=False), 300)
+    assert isinstance(backend, RedisDedupStore)
+    assert backend.claim("k", 10) is None
+    assert redis.Redis.from_url(redis_url).get("wxmp:wx1:dedup:" + digest("k")) == PENDING
+
+
 def test_redis_names_and_values_stay_the_same_across_processes_and_versions(
     redis_url: str, redis_store: SharedStore
 ) -> None:
@@ -1557,6 +1641,33 @@ def test_redis_going_away_is_an_outage_named_in_the_refusal(proxy: RedisProxy) -
         with pytest.raises(CacheUnavailable) as refused:
             attempt()
         assert str(refused.value) == "redis dedup store: ConnectionError"
+
+
+def test_a_connection_that_fails_to_close_as_well_is_still_an_outage(
+    proxy: RedisProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing the broken connection may fail too: the refusal still names what failed first."""
+    from redis.connection import AbstractConnection
+
+    backend = proxied(proxy)
+    assert backend.claim("a", 10) is None
+    real = AbstractConnection.disconnect
+    closes: list[str] = []
+
+    def disconnect(self: Any, *args: Any) -> None:
+        real(self, *args)
+        if sys._getframe(1).f_globals["__name__"] == "wxmp.dedupstore":  # the store's own call only
+            closes.append("failed")
+            raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(AbstractConnection, "disconnect", disconnect)
+    proxy.close()
+    with pytest.raises(CacheUnavailable) as refused:
+        backend.claim("b", 10)
+    assert str(refused.value) == "redis dedup store: ConnectionError"
+    backend.record("a", b"<xml>a</xml>", 300)
+    assert backend.flush() is False  # could not send, and could not close cleanly either
+    assert len(closes) == 3  # the two tries of the claim, then the flush
 
 
 def test_a_new_connection_that_fails_is_not_tried_again(proxy: RedisProxy) -> None:
@@ -1951,6 +2062,9 @@ def test_the_memcached_client_is_pooled_raw_and_keeps_the_caches_timeouts(
         assert sum(on) == 20 and min(on) > 0  # spread over both servers
     other = MemcachedCache(servers=SwitchedOff())  # a client wxmp cannot copy: the cache's own calls
     assert isinstance(open_store(SharedStore(other, probe=False), 300), CacheDedupStore)
+    with pytest.raises(AttributeError) as refused:  # made directly, the store says why it cannot be
+        MemcachedDedupStore(SwitchedOff(), "wxmp:wx1")
+    assert str(refused.value) == "not a pymemcache client"
 
 
 class SwitchedOff:
