@@ -119,7 +119,7 @@ class Deduplicator:
             return _RUN_ONLY  # the cache just timed out (here or for the store): do not wait on it
         try:
             if bind is not None:
-                value = self.backend.claim(key, self.lease, bind=bind)  # type: ignore[call-arg]
+                value = self.backend.claim(key, self.lease, bind)  # type: ignore[call-arg]
                 if value == CONFLICT:
                     raise SignatureReused
             else:

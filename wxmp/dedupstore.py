@@ -64,14 +64,10 @@ class DedupStore(Protocol):
 
     name: str
 
-    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
-        """Mark ``key`` pending for ``lease`` s if it is free: None if this call claimed it, else its value.
+    def claim(self, key: str, lease: float) -> bytes | None:
+        """Mark ``key`` pending for ``lease`` s if free: None if this call claimed it, else its value."""
 
-        ``created`` (the message's CreateTime) lets the filesystem store find every delivery of one
-        message in the same folder.
-        """
-
-    def read(self, key: str, created: float | None = None) -> bytes | None:
+    def read(self, key: str) -> bytes | None:
         """The value of ``key`` (:data:`PENDING` or a reply), None if absent or expired."""
 
     def record(self, key: str, reply: bytes, ttl: float) -> None:
@@ -80,8 +76,8 @@ class DedupStore(Protocol):
     def release(self, key: str) -> None:
         """Give up a claim without a reply (the pending lease then lapses on its own)."""
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until the recorded replies are written (tests, shutdown); False on timeout."""
+    def flush(self) -> bool:
+        """Write the recorded replies now (tests, shutdown); False if the backend could not take them."""
 
 
 def digest(key: str) -> str:
@@ -272,14 +268,11 @@ class FileDedupStore:
 
     # -- the request path --
 
-    def claim(
-        self, key: str, lease: float, created: float | None = None, bind: tuple[str, bytes] | None = None
-    ) -> bytes | None:
+    def claim(self, key: str, lease: float, bind: tuple[str, bytes] | None = None) -> bytes | None:
         """None: run the message (claimed here); else its reply, :data:`PENDING` or :data:`CONFLICT`.
 
         ``bind``: (a push's timestamp:nonce:signature, a digest of its body), checked and recorded
         in the same write; :data:`CONFLICT` when the triple came before with another body.
-        ``created`` is not needed here (files follow our clock, not the message's).
         """
         return self._claim(key, lease, bind)
 
@@ -347,7 +340,7 @@ class FileDedupStore:
                 raise CacheUnavailable(self._broken) from None
             return None
 
-    def read(self, key: str, created: float | None = None) -> bytes | None:
+    def read(self, key: str) -> bytes | None:
         name = _name(key)
         with self._lock:
             try:
@@ -388,7 +381,7 @@ class FileDedupStore:
     def _flush_queued(self) -> None:
         self.flush()  # a failure is remembered (claims say "unavailable" for a while)
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self) -> bool:
         """Write the queued replies now; False if a write failed."""
         with self._lock:
             try:
@@ -783,9 +776,7 @@ class RedisDedupStore:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def claim(
-        self, key: str, lease: float, created: float | None = None, bind: tuple[str, bytes] | None = None
-    ) -> bytes | None:
+    def claim(self, key: str, lease: float, bind: tuple[str, bytes] | None = None) -> bytes | None:
         """None: run the message; else its reply, :data:`PENDING`, :data:`GONE` or :data:`CONFLICT`.
 
         ``bind``: (a push's timestamp:nonce:signature, its body): ``SET NX PX GET`` of the binding
@@ -888,7 +879,7 @@ class RedisDedupStore:
     def _bound(self, bind: tuple[str, bytes]) -> tuple[str, bytes]:
         return self.prefix + "bind:" + digest(bind[0]), hashlib.sha256(bind[1]).hexdigest()[:32].encode()
 
-    def read(self, key: str, created: float | None = None) -> bytes | None:
+    def read(self, key: str) -> bytes | None:
         try:
             return self.client.get(self._key(key))  # type: ignore[no-any-return]
         except Exception as exc:
@@ -917,7 +908,7 @@ class RedisDedupStore:
             pipes.append(pipe)
         self._pipes.extend(pipes)
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self) -> bool:
         """Send every recorded reply now and read the answers; False if Redis could not be reached."""
         pipes = []
         while self._pipes:
@@ -979,7 +970,7 @@ class MemcachedDedupStore:
     def _key(self, key: str) -> str:
         return self.prefix + digest(key)
 
-    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+    def claim(self, key: str, lease: float) -> bytes | None:
         name = self._key(key)
         try:
             if self.client.add(name, PENDING, expire=_seconds(lease)):  # waits: default_noreply=False
@@ -988,7 +979,7 @@ class MemcachedDedupStore:
         except Exception as exc:
             raise CacheUnavailable(f"memcached dedup store: {type(exc).__name__}") from None
 
-    def read(self, key: str, created: float | None = None) -> bytes | None:
+    def read(self, key: str) -> bytes | None:
         try:
             return self.client.get(self._key(key))  # type: ignore[no-any-return]
         except Exception as exc:
@@ -1003,7 +994,7 @@ class MemcachedDedupStore:
     def release(self, key: str) -> None:
         pass
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self) -> bool:
         return True
 
 
@@ -1062,7 +1053,7 @@ class MemoryDedupStore:
     def __len__(self) -> int:
         return len(self._data)
 
-    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+    def claim(self, key: str, lease: float) -> bytes | None:
         now = self.clock()
         data = self._data
         with self._lock:
@@ -1082,7 +1073,7 @@ class MemoryDedupStore:
                 data.popitem(last=False)
             return None
 
-    def read(self, key: str, created: float | None = None) -> bytes | None:
+    def read(self, key: str) -> bytes | None:
         found = self._data.get(key)
         if found is None or found[0] <= self.clock():
             return None
@@ -1096,7 +1087,7 @@ class MemoryDedupStore:
     def release(self, key: str) -> None:
         pass
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self) -> bool:
         return True
 
 
@@ -1129,13 +1120,13 @@ class CacheDedupStore:
     def __repr__(self) -> str:
         return f"<CacheDedupStore {self.store!r}>"
 
-    def claim(self, key: str, lease: float, created: float | None = None) -> bytes | None:
+    def claim(self, key: str, lease: float) -> bytes | None:
         name = "dedup:" + digest(key)
         if self.store.add(name, _text(PENDING), lease):
             return None
         return _bytes(self.store.get(name))
 
-    def read(self, key: str, created: float | None = None) -> bytes | None:
+    def read(self, key: str) -> bytes | None:
         value = self.store.get("dedup:" + digest(key))
         return None if value is None else _bytes(value)
 
@@ -1145,5 +1136,5 @@ class CacheDedupStore:
     def release(self, key: str) -> None:
         pass
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self) -> bool:
         return True
