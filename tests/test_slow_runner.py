@@ -106,6 +106,7 @@ def test_a_running_job_keeps_its_lease_so_no_other_worker_runs_it(tl: Timeline) 
     renewals = [(at, value, ttl) for at, op, value, ttl in store.log(lease, "set")]
     assert [at for at, _, _ in renewals] == [T0 + k for k in range(1, 13)] + [T0 + 12.0]
     assert all(value["owner"] == a.runner.owner and ttl == 3.0 for _, value, ttl in renewals)
+    assert all(value == claim for _, value, _ in renewals[:-1])  # the claim as made, owner and time
     assert renewals[-1][1] == {"owner": a.runner.owner, "at": tl.wall(T0 + 12)}  # the job's start
     assert {seconds for _, seconds in tl.beats} == {1.0}
     # b's deliveries tried to claim it and were refused: at their start, then every half lease.
@@ -168,6 +169,9 @@ def test_a_waiting_delivery_checks_the_lease_every_half_lease(tl: Timeline) -> N
     ]
     assert p.reply == TextReply("answer to check")
     assert finished(p)[1] == pytest.approx(T0 + 7.0, abs=0.06)
+    # The job b claimed while waiting is the same job, strategy and all.
+    [(_, job)] = b.executor.jobs
+    assert (job["key"], job["strategy"], job["message"]["Content"]) == (key(3), "retries", "check")
 
 
 def test_a_claimer_stops_renewing_once_a_queue_worker_runs_the_job(tl: Timeline) -> None:
@@ -256,6 +260,41 @@ def test_an_executor_that_refuses_the_job_leaves_the_lease_to_lapse(tl: Timeline
     assert [op for _, op, _, _ in s.store.log(lease)] == ["add"]  # claimed, never renewed
 
 
+def test_a_held_delivery_claims_a_lapsed_lease_and_reruns_the_job(tl: Timeline) -> None:
+    """The heartbeat stalls at T0 + 3.9 (last renewal at T0 + 3.67): the lease lapses while the first
+    delivery is held past WeChat's deadline (T0 + 4.5 to 5.5). The held delivery looks at the lease
+    every half lease, from T0 + 4.5 on, and at T0 + 5 claims it and starts the same job again."""
+    s = make(tl, seconds=[None, 0.25], slow_strategy="retries", slow_lease=1.0)
+    p = push(tl, s.user, s.text("again", 160), attempts=1)
+    tl.at(T0 + 3.9, lambda: tl.stop(s.runner))
+    tl.run()
+    assert p.tries[0].body == b"success" and finished(p) == [T0 + 5.5]
+    (first_at, first), (second_at, second) = s.executor.jobs
+    assert (first_at, second_at) == (T0, T0 + 5.0)
+    assert second == {**first, "claimed_at": tl.wall(T0 + 5.0)}
+    assert (
+        first["key"] == key(160) and first["strategy"] == "retries" and first["message"]["Content"] == "again"
+    )
+    assert s.runs == ["again"]  # the second run, at T0 + 5.25; its result is kept for the next message
+    nxt = push(tl, s.user, s.text("next", 161), at=T0 + 30)
+    tl.run()
+    assert nxt.tries[0].body == xml_at(TextReply("answer to again"), T0 + 5.25, tl)
+
+
+def test_a_held_delivery_does_not_rerun_a_job_that_finished(tl: Timeline) -> None:
+    """The job ends at T0 + 4.55, after the first delivery's answer time: its lease lapses (T0 + 5.15)
+    while that delivery is held (it looks every half lease: T0 + 4.8, 5.1, 5.4). The held delivery
+    claims the lapsed lease at T0 + 5.4 but finds the result, so nothing runs twice; WeChat's retry
+    (T0 + 5) answers the result."""
+    s = make(tl, seconds=[4.55, 1.0], slow_strategy="retries", slow_lease=0.6)
+    p = push(tl, s.user, s.text("once", 162))
+    tl.run()
+    lease = f"slow:lease:{key(162)}"
+    assert [at for at, op, _, _ in s.store.log(lease, "add")] == [T0, pytest.approx(T0 + 5.4)]
+    assert s.runs == ["once"] and [at for at, _ in s.executor.jobs] == [T0]
+    assert p.reply == TextReply("answer to once") and finished(p) == [T0 + 5.5, T0 + 5.0]
+
+
 # -- the records ----------------------------------------------------------------------------------
 
 
@@ -279,6 +318,18 @@ def test_records_are_named_per_message_and_live_for_the_result_ttl(tl: Timeline,
         f"slow:held:{ACCOUNT}:{OPENID}": {900},
         f"slow:sent:{k}": {900},
     }
+    # Plain data another worker (or version) reads: marks are 1, the result says it is ok.
+    values = {
+        name: [w[3] for w in s.store.writes if w[2] == name and w[1] != "add refused"]
+        for name in s.store.names("slow:")
+        if not name.startswith(("slow:lease:", "slow:done:", "slow:held:"))
+    }
+    assert values == {
+        **{f"slow:try:{k}:{n}": [1] for n in (1, 2, 3)},
+        f"slow:gave-up:{k}": [1],
+        f"slow:sent:{k}": [1],
+    }
+    assert [v["ok"] for _, _, v, _ in s.store.log(f"slow:done:{k}")] == [True]
     cs = make(tl, fake, seconds=[8.0], slow_result_ttl=900)
     push(tl, cs.user, cs.text("cs", 11), at=T0 + 40)
     tl.run()
@@ -333,6 +384,7 @@ def test_two_deliveries_waiting_in_one_process_both_wake_when_the_job_ends(tl: T
     assert finished(first) == [T0 + 2.0] and finished(second) == [T0 + 2.0]
     assert first.reply == TextReply("answer to q") and second.tries[0].body == b"success"
     assert len(s.executor.jobs) == 1
+    assert s.runner._events == {}  # the waits' event is dropped with them: nothing piles up per message
 
 
 # -- which strategy -------------------------------------------------------------------------------
@@ -502,6 +554,10 @@ def test_kept_results_are_handed_out_oldest_first_ten_at_most(tl: Timeline) -> N
     assert [a.shown for a in asks[:10]] == [f"answer to q{i}" for i in range(2, 12)]
     assert all(finished(a) == [T0 + 2000 + 10 * j] for j, a in enumerate(asks[:10]))
     assert asks[10].answered is None  # nothing left: "1" became a question of its own
+    held = s.store.log(f"slow:held:{ACCOUNT}:{OPENID}")
+    taken = [(len(v), ttl) for at, _, v, ttl in held if at >= T0 + 2000]
+    assert taken == [(n, 172800) for n in range(9, 0, -1)]  # each ask rewrote the rest...
+    assert s.store.get(f"slow:held:{ACCOUNT}:{OPENID}") is None  # ...and the last one removed it
     assert s.runs == [f"q{i}" for i in range(1, 12)]
 
 
@@ -509,14 +565,14 @@ def test_a_single_kept_record_and_junk_are_understood(tl: Timeline) -> None:
     s = make(tl, seconds=1.0, slow_strategy="retries")
     name = f"slow:held:{ACCOUNT}:{OPENID}"
     old = xml_at(TextReply("kept by an earlier version"), T0, tl).decode()
-    s.store.set(name, {"key": "gh:o:m:1", "xml": old, "after": 0}, 100)
+    s.store.set(name, {"key": "gh:o:m:1", "xml": old}, 100)  # no retry window: an earlier version's
     first = push(tl, s.user, s.text("hello", 150))
     tl.run()
     assert first.tries[0].body == old.encode() and finished(first) == [T0]
     s.store.set(name, ["junk", {"key": "no xml"}], 100)
     second = push(tl, s.user, s.text("hello again", 151), at=T0 + 10)
     tl.run()
-    assert second.reply == TextReply("answer to hello again")
+    assert second.reply == TextReply("answer to hello again") and finished(second) == [T0 + 11.0]
 
 
 def test_after_the_holding_text_the_next_message_gets_the_result_at_once(tl: Timeline) -> None:
@@ -575,6 +631,7 @@ def test_a_job_whose_handler_is_gone_answers_success_and_logs_it(tl: Timeline, c
     assert p.tries[0].body == b"success" and finished(p) == [T0 + 2.0]
     assert logged(caplog, logging.WARNING) == [f"wxmp slow: no slow handler matches job '{key(70)}' any more"]
     assert finished_jobs == [] and s.runs == []
+    assert s.store.get(f"slow:done:{key(70)}") == {"ok": False}
 
 
 def test_a_long_job_key_is_cut_in_the_log(tl: Timeline, caplog: Any) -> None:
@@ -746,6 +803,7 @@ def test_a_failing_handler_under_retries_answers_success_at_once(tl: Timeline) -
     tl.run()
     assert p.tries[0].body == b"success" and finished(p) == [T0 + 2.0]
     assert nxt.tries[0].body == b"success"  # nothing kept for the next message either
+    assert s.store.get(f"slow:done:{key(77)}") == {"ok": False}
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,8 @@ def test_a_result_ready_in_time_is_the_passive_answer_of_the_first_delivery(tl: 
     assert job["strategy"] == "retries"  # auto, and no secret: no customer-service API
     assert job["claimed_at"] == tl.wall(T0)
     assert job["message"]["Content"] == "quick" and job["message"]["MsgId"] == "1"
+    # The delivery took the result's one hand-out: a plain mark, for the result's lifetime.
+    assert s.store.log(f"slow:sent:{ACCOUNT}:m:{OPENID}:1") == [(T0 + 1.2, "add", 1, 172800)]
 
 
 def test_retries_a_retry_answers_the_result_ready_after_the_first_deadline(tl: Timeline) -> None:
