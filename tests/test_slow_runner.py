@@ -229,6 +229,43 @@ def test_one_heartbeat_thread_renews_every_job_of_a_runner(tl: Timeline) -> None
     assert s.runner._heartbeat.thread.daemon
 
 
+def test_a_heartbeat_that_died_is_started_again_by_the_next_job(tl: Timeline, monkeypatch: Any) -> None:
+    """An unexpected store error kills the heartbeat thread at its first beat (T0 + 1). The next job
+    that starts (T0 + 2, here from the test's own thread, not a daemon) starts a new one, a daemon,
+    which renews the later job's lease so that it is not run twice."""
+    died: list[BaseException | None] = []
+
+    def excepthook(args: Any) -> None:
+        died.append(args.exc_value)
+        dying = args.thread
+        # Once it has ended, the timeline must look again (it waits for every heartbeat to settle).
+        threading.Thread(target=lambda: (dying.join(STUCK), tl.nudge()), daemon=True).start()
+
+    monkeypatch.setattr(threading, "excepthook", excepthook)
+    s = make(tl, seconds=[2.0, 6.0], slow_strategy="retries", slow_lease=3.0)
+    original = s.store.get
+
+    def get(name: str) -> Any:
+        if threading.current_thread().name == "wxmp-slow-lease" and not died:
+            raise RuntimeError("backend bug")
+        return original(name)
+
+    s.store.get = get  # type: ignore[method-assign]
+    threads: list[Any] = []
+    push(tl, s.user, s.text("first", 166), attempts=1)
+    tl.at(T0 + 0.5, lambda: threads.append(s.runner._heartbeat.thread))
+    tl.run(until=T0 + 3)
+    assert [str(e) for e in died] == ["backend bug"]
+    push(tl, s.user, s.text("second", 167), attempts=1, at=T0 + 10)
+    tl.run()
+    assert threads[0] is not None and not threads[0].is_alive()
+    assert s.runner._heartbeat.thread is not threads[0]
+    assert threading.current_thread().daemon is False and s.runner._heartbeat.thread.daemon
+    lease = f"slow:lease:{key(167)}"
+    assert [at for at, _, _, _ in s.store.log(lease, "set")][:3] == [T0 + 11, T0 + 12, T0 + 13]
+    assert [at for at, _ in s.executor.jobs] == [T0, T0 + 10] and s.runs == ["first", "second"]
+
+
 def test_a_lease_that_cannot_be_renewed_is_logged(tl: Timeline, caplog: Any) -> None:
     s = make(tl, seconds=2.5, slow_strategy="retries", slow_lease=3.0)
     push(tl, s.user, s.text("q", 7), attempts=1)
@@ -573,6 +610,39 @@ def test_a_single_kept_record_and_junk_are_understood(tl: Timeline) -> None:
     second = push(tl, s.user, s.text("hello again", 151), at=T0 + 10)
     tl.run()
     assert second.reply == TextReply("answer to hello again") and finished(second) == [T0 + 11.0]
+
+
+def test_a_kept_result_still_in_its_window_or_of_this_message_is_passed_over(tl: Timeline) -> None:
+    """The oldest kept result may wait for WeChat's retry of its message, or be this very message's
+    own: the pickup passes over it and hands out the next one."""
+    s = make(tl, seconds=1.0, slow_strategy="retries")
+    name = f"slow:held:{ACCOUNT}:{OPENID}"
+    ready = xml_at(TextReply("ready"), T0, tl).decode()
+    waiting = {"key": "gh:o:m:7", "xml": "<xml>waiting</xml>", "after": tl.wall(T0 + 100)}
+    s.store.set(name, [waiting, {"key": "gh:o:m:8", "xml": ready, "after": 0}], 1000)
+    first = push(tl, s.user, s.text("hello", 163))
+    tl.run()
+    assert first.tries[0].body == ready.encode() and finished(first) == [T0]
+    assert s.store.get(name) == [waiting]
+    # A retry of message 164, whose own result is kept first: the next one goes out to it.
+    own = {"key": key(164), "xml": "<xml>own</xml>", "after": tl.wall(T0 + 100)}
+    s.store.set(name, [own, {"key": "gh:o:m:9", "xml": ready, "after": 0}], 1000)
+    retry = push(tl, s.user, s.text("again", 164), at=T0 + 10)
+    tl.run()
+    assert retry.tries[0].body == ready.encode() and finished(retry) == [T0 + 10]
+    assert s.store.get(name) == [own] and s.runs == []
+
+
+def test_a_result_for_a_push_without_an_account_is_kept_under_an_empty_one(tl: Timeline) -> None:
+    """A push without ToUserName (a hand-made job) keeps its result under an empty account name, as
+    its dedup key names it, so no real account's follower can pick it up."""
+    s = make(tl, seconds=[None], slow_strategy="retries")
+    raw = dict(parse_message(s.text("nameless", 165)).raw)
+    del raw["ToUserName"]
+    tl.at(T0, lambda: s.runner.run_job({"message": raw, "key": f":m:{OPENID}:165", "strategy": "retries"}))
+    tl.run()
+    assert s.store.names("slow:held:") == [f"slow:held::{OPENID}"]
+    assert [h["key"] for h in s.store.get(f"slow:held::{OPENID}")] == [f":m:{OPENID}:165"]
 
 
 def test_after_the_holding_text_the_next_message_gets_the_result_at_once(tl: Timeline) -> None:
@@ -984,6 +1054,7 @@ def test_the_runner_takes_the_accounts_settings() -> None:
     assert runner.options == SlowOptions("retries", "wait", "go", 4.0, 0.25, 2, 2.0, 60, 3, 0.05)
     assert isinstance(runner.executor, ThreadExecutor) and runner.executor.workers == 3
     assert repr(runner.executor) == "<ThreadExecutor workers=3>"
+    assert ThreadExecutor().workers == SlowOptions().workers == 8  # alone, WXMP_SLOW_WORKERS' default
     assert repr(runner) == f"<SlowRunner retries {runner.store!r}>"
     assert runner.account is acct and runner.callback is acct.callback
 

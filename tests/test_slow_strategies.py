@@ -297,6 +297,30 @@ def test_customer_service_result_stored_after_the_mark_is_sent_not_answered(
     assert fake.count(TYPING) == 0  # the delivery saw the result already handed to the API
 
 
+def test_customer_service_a_retry_between_the_result_and_its_send_answers_it(
+    tl: Timeline, fake: FakeWeChat
+) -> None:
+    """WeChat retries once more (the success was lost) just as the job stores its result, before the
+    job sends it: the retry wins the one hand-out and answers it passively; nothing is sent."""
+    s = make(tl, fake, seconds=8.0)
+    xml = s.text("race", 51)
+    original = s.store.set
+    answers: list[Any] = []
+
+    def set_then_retry(name: str, value: Any, ttl: float = 0) -> None:
+        original(name, value, ttl)
+        if name.startswith("slow:done:"):
+            answers.append(s.user.post(xml))  # the retry, in that very moment
+
+    s.store.set = set_then_retry  # type: ignore[method-assign]
+    p = push(tl, s.user, xml)
+    tl.run()
+    assert p.tries[0].body == b"success" and finished(p) == [pytest.approx(T0 + 4.5)]
+    assert [bytes(a.body) for a in answers] == [xml_at(TextReply("answer to race"), T0 + 8.0, tl)]
+    join_typing()
+    assert fake.count(SEND) == 0
+
+
 def test_customer_service_failed_handler_cancels_typing(tl: Timeline, fake: FakeWeChat, caplog: Any) -> None:
     def broken(msg: Any) -> Any:
         raise RuntimeError("model down")
