@@ -151,6 +151,11 @@ class Timeline:
                     waiter.killed = True
                     waiter.wake = self.now
 
+    def nudge(self) -> None:
+        """Look at the threads again: a heartbeat thread that died (an error) ended without a wait."""
+        with self._cond:
+            self._cond.notify_all()
+
     def at(self, instant: float, action: Callable[[], Any]) -> None:
         """Run ``action`` (in the test's thread) when time reaches ``instant``."""
         with self._cond:

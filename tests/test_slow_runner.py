@@ -106,6 +106,7 @@ def test_a_running_job_keeps_its_lease_so_no_other_worker_runs_it(tl: Timeline) 
     renewals = [(at, value, ttl) for at, op, value, ttl in store.log(lease, "set")]
     assert [at for at, _, _ in renewals] == [T0 + k for k in range(1, 13)] + [T0 + 12.0]
     assert all(value["owner"] == a.runner.owner and ttl == 3.0 for _, value, ttl in renewals)
+    assert all(value == claim for _, value, _ in renewals[:-1])  # the claim as made, owner and time
     assert renewals[-1][1] == {"owner": a.runner.owner, "at": tl.wall(T0 + 12)}  # the job's start
     assert {seconds for _, seconds in tl.beats} == {1.0}
     # b's deliveries tried to claim it and were refused: at their start, then every half lease.
@@ -168,6 +169,9 @@ def test_a_waiting_delivery_checks_the_lease_every_half_lease(tl: Timeline) -> N
     ]
     assert p.reply == TextReply("answer to check")
     assert finished(p)[1] == pytest.approx(T0 + 7.0, abs=0.06)
+    # The job b claimed while waiting is the same job, strategy and all.
+    [(_, job)] = b.executor.jobs
+    assert (job["key"], job["strategy"], job["message"]["Content"]) == (key(3), "retries", "check")
 
 
 def test_a_claimer_stops_renewing_once_a_queue_worker_runs_the_job(tl: Timeline) -> None:
@@ -225,6 +229,43 @@ def test_one_heartbeat_thread_renews_every_job_of_a_runner(tl: Timeline) -> None
     assert s.runner._heartbeat.thread.daemon
 
 
+def test_a_heartbeat_that_died_is_started_again_by_the_next_job(tl: Timeline, monkeypatch: Any) -> None:
+    """An unexpected store error kills the heartbeat thread at its first beat (T0 + 1). The next job
+    that starts (T0 + 2, here from the test's own thread, not a daemon) starts a new one, a daemon,
+    which renews the later job's lease so that it is not run twice."""
+    died: list[BaseException | None] = []
+
+    def excepthook(args: Any) -> None:
+        died.append(args.exc_value)
+        dying = args.thread
+        # Once it has ended, the timeline must look again (it waits for every heartbeat to settle).
+        threading.Thread(target=lambda: (dying.join(STUCK), tl.nudge()), daemon=True).start()
+
+    monkeypatch.setattr(threading, "excepthook", excepthook)
+    s = make(tl, seconds=[2.0, 6.0], slow_strategy="retries", slow_lease=3.0)
+    original = s.store.get
+
+    def get(name: str) -> Any:
+        if threading.current_thread().name == "wxmp-slow-lease" and not died:
+            raise RuntimeError("backend bug")
+        return original(name)
+
+    s.store.get = get  # type: ignore[method-assign]
+    threads: list[Any] = []
+    push(tl, s.user, s.text("first", 166), attempts=1)
+    tl.at(T0 + 0.5, lambda: threads.append(s.runner._heartbeat.thread))
+    tl.run(until=T0 + 3)
+    assert [str(e) for e in died] == ["backend bug"]
+    push(tl, s.user, s.text("second", 167), attempts=1, at=T0 + 10)
+    tl.run()
+    assert threads[0] is not None and not threads[0].is_alive()
+    assert s.runner._heartbeat.thread is not threads[0]
+    assert threading.current_thread().daemon is False and s.runner._heartbeat.thread.daemon
+    lease = f"slow:lease:{key(167)}"
+    assert [at for at, _, _, _ in s.store.log(lease, "set")][:3] == [T0 + 11, T0 + 12, T0 + 13]
+    assert [at for at, _ in s.executor.jobs] == [T0, T0 + 10] and s.runs == ["first", "second"]
+
+
 def test_a_lease_that_cannot_be_renewed_is_logged(tl: Timeline, caplog: Any) -> None:
     s = make(tl, seconds=2.5, slow_strategy="retries", slow_lease=3.0)
     push(tl, s.user, s.text("q", 7), attempts=1)
@@ -256,6 +297,41 @@ def test_an_executor_that_refuses_the_job_leaves_the_lease_to_lapse(tl: Timeline
     assert [op for _, op, _, _ in s.store.log(lease)] == ["add"]  # claimed, never renewed
 
 
+def test_a_held_delivery_claims_a_lapsed_lease_and_reruns_the_job(tl: Timeline) -> None:
+    """The heartbeat stalls at T0 + 3.9 (last renewal at T0 + 3.67): the lease lapses while the first
+    delivery is held past WeChat's deadline (T0 + 4.5 to 5.5). The held delivery looks at the lease
+    every half lease, from T0 + 4.5 on, and at T0 + 5 claims it and starts the same job again."""
+    s = make(tl, seconds=[None, 0.25], slow_strategy="retries", slow_lease=1.0)
+    p = push(tl, s.user, s.text("again", 160), attempts=1)
+    tl.at(T0 + 3.9, lambda: tl.stop(s.runner))
+    tl.run()
+    assert p.tries[0].body == b"success" and finished(p) == [T0 + 5.5]
+    (first_at, first), (second_at, second) = s.executor.jobs
+    assert (first_at, second_at) == (T0, T0 + 5.0)
+    assert second == {**first, "claimed_at": tl.wall(T0 + 5.0)}
+    assert (
+        first["key"] == key(160) and first["strategy"] == "retries" and first["message"]["Content"] == "again"
+    )
+    assert s.runs == ["again"]  # the second run, at T0 + 5.25; its result is kept for the next message
+    nxt = push(tl, s.user, s.text("next", 161), at=T0 + 30)
+    tl.run()
+    assert nxt.tries[0].body == xml_at(TextReply("answer to again"), T0 + 5.25, tl)
+
+
+def test_a_held_delivery_does_not_rerun_a_job_that_finished(tl: Timeline) -> None:
+    """The job ends at T0 + 4.55, after the first delivery's answer time: its lease lapses (T0 + 5.15)
+    while that delivery is held (it looks every half lease: T0 + 4.8, 5.1, 5.4). The held delivery
+    claims the lapsed lease at T0 + 5.4 but finds the result, so nothing runs twice; WeChat's retry
+    (T0 + 5) answers the result."""
+    s = make(tl, seconds=[4.55, 1.0], slow_strategy="retries", slow_lease=0.6)
+    p = push(tl, s.user, s.text("once", 162))
+    tl.run()
+    lease = f"slow:lease:{key(162)}"
+    assert [at for at, op, _, _ in s.store.log(lease, "add")] == [T0, pytest.approx(T0 + 5.4)]
+    assert s.runs == ["once"] and [at for at, _ in s.executor.jobs] == [T0]
+    assert p.reply == TextReply("answer to once") and finished(p) == [T0 + 5.5, T0 + 5.0]
+
+
 # -- the records ----------------------------------------------------------------------------------
 
 
@@ -279,6 +355,18 @@ def test_records_are_named_per_message_and_live_for_the_result_ttl(tl: Timeline,
         f"slow:held:{ACCOUNT}:{OPENID}": {900},
         f"slow:sent:{k}": {900},
     }
+    # Plain data another worker (or version) reads: marks are 1, the result says it is ok.
+    values = {
+        name: [w[3] for w in s.store.writes if w[2] == name and w[1] != "add refused"]
+        for name in s.store.names("slow:")
+        if not name.startswith(("slow:lease:", "slow:done:", "slow:held:"))
+    }
+    assert values == {
+        **{f"slow:try:{k}:{n}": [1] for n in (1, 2, 3)},
+        f"slow:gave-up:{k}": [1],
+        f"slow:sent:{k}": [1],
+    }
+    assert [v["ok"] for _, _, v, _ in s.store.log(f"slow:done:{k}")] == [True]
     cs = make(tl, fake, seconds=[8.0], slow_result_ttl=900)
     push(tl, cs.user, cs.text("cs", 11), at=T0 + 40)
     tl.run()
@@ -333,6 +421,7 @@ def test_two_deliveries_waiting_in_one_process_both_wake_when_the_job_ends(tl: T
     assert finished(first) == [T0 + 2.0] and finished(second) == [T0 + 2.0]
     assert first.reply == TextReply("answer to q") and second.tries[0].body == b"success"
     assert len(s.executor.jobs) == 1
+    assert s.runner._events == {}  # the waits' event is dropped with them: nothing piles up per message
 
 
 # -- which strategy -------------------------------------------------------------------------------
@@ -502,6 +591,10 @@ def test_kept_results_are_handed_out_oldest_first_ten_at_most(tl: Timeline) -> N
     assert [a.shown for a in asks[:10]] == [f"answer to q{i}" for i in range(2, 12)]
     assert all(finished(a) == [T0 + 2000 + 10 * j] for j, a in enumerate(asks[:10]))
     assert asks[10].answered is None  # nothing left: "1" became a question of its own
+    held = s.store.log(f"slow:held:{ACCOUNT}:{OPENID}")
+    taken = [(len(v), ttl) for at, _, v, ttl in held if at >= T0 + 2000]
+    assert taken == [(n, 172800) for n in range(9, 0, -1)]  # each ask rewrote the rest...
+    assert s.store.get(f"slow:held:{ACCOUNT}:{OPENID}") is None  # ...and the last one removed it
     assert s.runs == [f"q{i}" for i in range(1, 12)]
 
 
@@ -509,14 +602,47 @@ def test_a_single_kept_record_and_junk_are_understood(tl: Timeline) -> None:
     s = make(tl, seconds=1.0, slow_strategy="retries")
     name = f"slow:held:{ACCOUNT}:{OPENID}"
     old = xml_at(TextReply("kept by an earlier version"), T0, tl).decode()
-    s.store.set(name, {"key": "gh:o:m:1", "xml": old, "after": 0}, 100)
+    s.store.set(name, {"key": "gh:o:m:1", "xml": old}, 100)  # no retry window: an earlier version's
     first = push(tl, s.user, s.text("hello", 150))
     tl.run()
     assert first.tries[0].body == old.encode() and finished(first) == [T0]
     s.store.set(name, ["junk", {"key": "no xml"}], 100)
     second = push(tl, s.user, s.text("hello again", 151), at=T0 + 10)
     tl.run()
-    assert second.reply == TextReply("answer to hello again")
+    assert second.reply == TextReply("answer to hello again") and finished(second) == [T0 + 11.0]
+
+
+def test_a_kept_result_still_in_its_window_or_of_this_message_is_passed_over(tl: Timeline) -> None:
+    """The oldest kept result may wait for WeChat's retry of its message, or be this very message's
+    own: the pickup passes over it and hands out the next one."""
+    s = make(tl, seconds=1.0, slow_strategy="retries")
+    name = f"slow:held:{ACCOUNT}:{OPENID}"
+    ready = xml_at(TextReply("ready"), T0, tl).decode()
+    waiting = {"key": "gh:o:m:7", "xml": "<xml>waiting</xml>", "after": tl.wall(T0 + 100)}
+    s.store.set(name, [waiting, {"key": "gh:o:m:8", "xml": ready, "after": 0}], 1000)
+    first = push(tl, s.user, s.text("hello", 163))
+    tl.run()
+    assert first.tries[0].body == ready.encode() and finished(first) == [T0]
+    assert s.store.get(name) == [waiting]
+    # A retry of message 164, whose own result is kept first: the next one goes out to it.
+    own = {"key": key(164), "xml": "<xml>own</xml>", "after": tl.wall(T0 + 100)}
+    s.store.set(name, [own, {"key": "gh:o:m:9", "xml": ready, "after": 0}], 1000)
+    retry = push(tl, s.user, s.text("again", 164), at=T0 + 10)
+    tl.run()
+    assert retry.tries[0].body == ready.encode() and finished(retry) == [T0 + 10]
+    assert s.store.get(name) == [own] and s.runs == []
+
+
+def test_a_result_for_a_push_without_an_account_is_kept_under_an_empty_one(tl: Timeline) -> None:
+    """A push without ToUserName (a hand-made job) keeps its result under an empty account name, as
+    its dedup key names it, so no real account's follower can pick it up."""
+    s = make(tl, seconds=[None], slow_strategy="retries")
+    raw = dict(parse_message(s.text("nameless", 165)).raw)
+    del raw["ToUserName"]
+    tl.at(T0, lambda: s.runner.run_job({"message": raw, "key": f":m:{OPENID}:165", "strategy": "retries"}))
+    tl.run()
+    assert s.store.names("slow:held:") == [f"slow:held::{OPENID}"]
+    assert [h["key"] for h in s.store.get(f"slow:held::{OPENID}")] == [f":m:{OPENID}:165"]
 
 
 def test_after_the_holding_text_the_next_message_gets_the_result_at_once(tl: Timeline) -> None:
@@ -575,6 +701,7 @@ def test_a_job_whose_handler_is_gone_answers_success_and_logs_it(tl: Timeline, c
     assert p.tries[0].body == b"success" and finished(p) == [T0 + 2.0]
     assert logged(caplog, logging.WARNING) == [f"wxmp slow: no slow handler matches job '{key(70)}' any more"]
     assert finished_jobs == [] and s.runs == []
+    assert s.store.get(f"slow:done:{key(70)}") == {"ok": False}
 
 
 def test_a_long_job_key_is_cut_in_the_log(tl: Timeline, caplog: Any) -> None:
@@ -746,6 +873,7 @@ def test_a_failing_handler_under_retries_answers_success_at_once(tl: Timeline) -
     tl.run()
     assert p.tries[0].body == b"success" and finished(p) == [T0 + 2.0]
     assert nxt.tries[0].body == b"success"  # nothing kept for the next message either
+    assert s.store.get(f"slow:done:{key(77)}") == {"ok": False}
 
 
 @pytest.mark.parametrize(
@@ -926,6 +1054,7 @@ def test_the_runner_takes_the_accounts_settings() -> None:
     assert runner.options == SlowOptions("retries", "wait", "go", 4.0, 0.25, 2, 2.0, 60, 3, 0.05)
     assert isinstance(runner.executor, ThreadExecutor) and runner.executor.workers == 3
     assert repr(runner.executor) == "<ThreadExecutor workers=3>"
+    assert ThreadExecutor().workers == SlowOptions().workers == 8  # alone, WXMP_SLOW_WORKERS' default
     assert repr(runner) == f"<SlowRunner retries {runner.store!r}>"
     assert runner.account is acct and runner.callback is acct.callback
 

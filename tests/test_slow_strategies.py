@@ -91,6 +91,8 @@ def test_a_result_ready_in_time_is_the_passive_answer_of_the_first_delivery(tl: 
     assert job["strategy"] == "retries"  # auto, and no secret: no customer-service API
     assert job["claimed_at"] == tl.wall(T0)
     assert job["message"]["Content"] == "quick" and job["message"]["MsgId"] == "1"
+    # The delivery took the result's one hand-out: a plain mark, for the result's lifetime.
+    assert s.store.log(f"slow:sent:{ACCOUNT}:m:{OPENID}:1") == [(T0 + 1.2, "add", 1, 172800)]
 
 
 def test_retries_a_retry_answers_the_result_ready_after_the_first_deadline(tl: Timeline) -> None:
@@ -293,6 +295,30 @@ def test_customer_service_result_stored_after_the_mark_is_sent_not_answered(
     assert [m["text"]["content"] for m in sent_messages(fake, OPENID)] == ["answer to close call"]
     join_typing()
     assert fake.count(TYPING) == 0  # the delivery saw the result already handed to the API
+
+
+def test_customer_service_a_retry_between_the_result_and_its_send_answers_it(
+    tl: Timeline, fake: FakeWeChat
+) -> None:
+    """WeChat retries once more (the success was lost) just as the job stores its result, before the
+    job sends it: the retry wins the one hand-out and answers it passively; nothing is sent."""
+    s = make(tl, fake, seconds=8.0)
+    xml = s.text("race", 51)
+    original = s.store.set
+    answers: list[Any] = []
+
+    def set_then_retry(name: str, value: Any, ttl: float = 0) -> None:
+        original(name, value, ttl)
+        if name.startswith("slow:done:"):
+            answers.append(s.user.post(xml))  # the retry, in that very moment
+
+    s.store.set = set_then_retry  # type: ignore[method-assign]
+    p = push(tl, s.user, xml)
+    tl.run()
+    assert p.tries[0].body == b"success" and finished(p) == [pytest.approx(T0 + 4.5)]
+    assert [bytes(a.body) for a in answers] == [xml_at(TextReply("answer to race"), T0 + 8.0, tl)]
+    join_typing()
+    assert fake.count(SEND) == 0
 
 
 def test_customer_service_failed_handler_cancels_typing(tl: Timeline, fake: FakeWeChat, caplog: Any) -> None:
