@@ -182,3 +182,139 @@ def test_message_marks_live_apart_from_the_token(kind, tmp_path):
 def test_shared_servers_keep_one_store(redis_url, tmp_path):
     store = SharedStore(resolve_cache(redis_url, str(tmp_path)))
     assert store.for_messages() is store
+
+
+# -- what a WXMP_CACHE value resolves to, and its refusals ----------------------------------------
+
+
+def refusal(spec, tmp_path):
+    with pytest.raises(ConfigError) as info:
+        resolve_cache(spec, str(tmp_path))
+    assert info.value.key == "WXMP_CACHE"
+    return info.value.problem
+
+
+def test_refusals_say_what_to_write_instead(tmp_path):
+    assert refusal(42, tmp_path) == "must be a cachelib cache or a string, not int"
+    assert refusal(b"simple", tmp_path) == "must be a cachelib cache or a string, not bytes"
+    assert (
+        refusal("filesystem:", tmp_path) == "filesystem: needs a directory, e.g. filesystem:/var/cache/wxmp"
+    )
+    assert refusal("mongodb://db:27017", tmp_path) == (
+        "unknown cache 'mongodb://db:27017': use filesystem:PATH, redis://..., memcached://host:port, "
+        "simple, or a cachelib cache instance"
+    )
+    assert refusal("weird://user:hunter2@host", tmp_path).startswith(
+        "unknown cache 'weird://user:***@host': "
+    )
+    assert refusal("redis://host:notaport/0", tmp_path) == (
+        "not a valid Redis URL (Port could not be cast to integer value as 'notaport'); "
+        "expected redis://[:password@]host:port/db"
+    )
+    for spec in ("memcached://nohost", "memcached://:11211", "memcached://host:", "memcached://h:1,h2"):
+        assert refusal(spec, tmp_path) == "memcached:// takes host:port[,host:port...]", spec
+
+
+def test_a_missing_client_package_names_the_extra_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # import redis -> ImportError
+    monkeypatch.setitem(sys.modules, "pymemcache.client.hash", None)
+    assert refusal("redis://127.0.0.1:6379/0", tmp_path) == (
+        "redis:// needs the redis package: pip install 'flask-wxmp[redis]'"
+    )
+    assert refusal("memcached://127.0.0.1:11211", tmp_path) == (
+        "memcached:// needs pymemcache: pip install 'flask-wxmp[memcached]'"
+    )
+
+
+def test_every_redis_scheme_gives_a_redis_cache_with_short_timeouts(tmp_path):
+    for spec in ("redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0", "unix:///tmp/wxmp-none.sock"):
+        cache = resolve_cache(spec, str(tmp_path))
+        assert isinstance(cache, RedisCache), spec
+        assert cache.default_timeout == 0  # cachelib's own set() keeps entries, like wxmp's
+        kwargs = cache._write_client.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == 0.5 and kwargs["socket_connect_timeout"] == 0.5
+
+
+def test_memcached_spec_gives_every_server_and_a_client_that_never_unpickles(tmp_path):
+    from wxmp.cache import PlainSerde
+
+    cache = resolve_cache("memcached://10.0.0.1:11211, 10.0.0.2:11212/,::1:11213", str(tmp_path))
+    assert isinstance(cache, MemcachedCache) and cache.default_timeout == 0
+    client = cache._client
+    assert sorted(client.clients) == ["10.0.0.1:11211", "10.0.0.2:11212", "::1:11213"]
+    kwargs = client.default_kwargs
+    assert isinstance(kwargs["serde"], PlainSerde)
+    assert kwargs["default_noreply"] is False  # add() must answer, or locks are not locks
+    assert kwargs["connect_timeout"] == 0.5 and kwargs["timeout"] == 0.5
+    assert client.retry_attempts == 1 and client.dead_timeout == 1
+
+
+def test_simple_and_filesystem_caches_keep_entries_until_told(tmp_path):
+    from wxmp.cache import local_cache
+
+    for cache in (local_cache(), resolve_cache("simple", str(tmp_path))):
+        assert isinstance(cache, SimpleCache) and cache.default_timeout == 0
+    fs = resolve_cache(f"filesystem:{tmp_path}/c", str(tmp_path))
+    assert fs.default_timeout == 0
+    # The in-process cache holds 10,000 entries before pruning (cachelib's default would be 500).
+    store = SharedStore(local_cache(), probe=False)
+    for i in range(600):
+        store.set(f"k{i}", i)
+    assert store.get("k0") == 0
+
+
+def test_a_cache_folder_is_never_open_to_others_even_for_a_moment(tmp_path, monkeypatch):
+    seen = []
+    chmod = os.chmod
+
+    def watching_chmod(path, mode, **kw):
+        seen.append(oct(os.stat(path).st_mode & 0o777))
+        chmod(path, mode, **kw)
+
+    monkeypatch.setattr(os, "chmod", watching_chmod)
+    old = os.umask(0)
+    try:
+        resolve_cache(f"filesystem:{tmp_path}/a", str(tmp_path))
+    finally:
+        os.umask(old)
+    assert seen == ["0o700"]  # created 0700, not 0777 then narrowed
+
+
+def test_a_cache_folder_is_usable_by_its_owner_under_a_strict_umask(tmp_path):
+    import stat
+
+    old = os.umask(0o277)
+    try:
+        cache = resolve_cache(f"filesystem:{tmp_path}/strict", str(tmp_path))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(cache._path).st_mode) == 0o700
+    store = SharedStore(cache)
+    assert store.healthy
+    store.set("k", "v")
+    assert SharedStore(resolve_cache(f"filesystem:{tmp_path}/strict", str(tmp_path))).get("k") == "v"
+
+
+def test_cache_folder_refusals_name_the_path_and_the_cause(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert refusal(f"filesystem:{afile}/sub", tmp_path) == (
+        f"cannot create the cache folder {afile}/sub: Not a directory"
+    )
+    assert refusal(f"filesystem:{afile}", tmp_path) == f"{afile} is not a folder"
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone")
+    assert refusal(f"filesystem:{dangling}", tmp_path) == (
+        f"cannot use the cache folder {dangling}: No such file or directory"
+    )
+    folder = tmp_path / "later-removed"
+    cache = resolve_cache(f"filesystem:{folder}", str(tmp_path))
+    folder.rmdir()
+    with pytest.raises(ConfigError) as info:
+        SharedStore(cache)
+    assert (info.value.key, info.value.problem) == (
+        "WXMP_CACHE",
+        f"cannot use the cache folder {folder}: No such file or directory",
+    )
