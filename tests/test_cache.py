@@ -318,3 +318,73 @@ def test_cache_folder_refusals_name_the_path_and_the_cause(tmp_path):
         "WXMP_CACHE",
         f"cannot use the cache folder {folder}: No such file or directory",
     )
+
+
+# -- what the store sends a real Redis ---------------------------------------------------------------
+
+
+def redis_commands(url, action):
+    """The commands ``action`` sends to the Redis at ``url``, as MONITOR shows them to anyone."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    seen = []
+    with client.monitor() as monitor:
+        action()
+        client.echo("wxmp-test-end")
+        while True:
+            command = monitor.next_command()["command"]
+            if "wxmp-test-end" in command:
+                return seen
+            if command.split(" ", 1)[0] not in ("HELLO", "CLIENT", "SELECT"):  # connection set-up
+                seen.append(command)
+
+
+def test_the_probe_writes_one_short_lived_entry_of_its_own_and_removes_it(redis_url, tmp_path):
+    import re
+
+    store = SharedStore(resolve_cache(redis_url, str(tmp_path)), namespace="pr", probe=False)
+    results = []
+    sent = redis_commands(redis_url, lambda: results.append(store.probe()))
+    assert results == [True] and store.healthy
+    name = re.fullmatch(rf"SET pr:probe:{os.getpid()}:([0-9a-f]{{8}}) 1 PX 30000", sent[0])
+    assert name, sent
+    key = f"pr:probe:{os.getpid()}:{name.group(1)}"
+    assert sent[1:] == [f"GET {key}", f"DEL {key}"]
+    import redis
+
+    assert redis.Redis.from_url(redis_url).dbsize() == 0
+
+
+def test_redis_expiries_are_whole_milliseconds_and_never_zero(redis_url, tmp_path):
+    store = SharedStore(resolve_cache(redis_url, str(tmp_path)), namespace="ms", probe=False)
+    sent = redis_commands(
+        redis_url,
+        lambda: (store.set("a", 1, ttl=30), store.set("b", 1, ttl=0.0004), store.set("c", 1)),
+    )
+    assert sent == ["SET ms:a 1 PX 30000", "SET ms:b 1 PX 1", "SET ms:c 1"]  # no ttl: kept
+
+
+def test_values_are_compact_utf8_json_for_any_reader(redis_url, tmp_path):
+    import redis
+
+    store = SharedStore(resolve_cache(redis_url, str(tmp_path)), namespace="js", probe=False)
+    store.set("k", {"text": "中文", "list": [1, 2]})
+    raw = redis.Redis.from_url(redis_url).get("js:k")
+    assert raw == '{"text":"中文","list":[1,2]}'.encode()
+
+
+def test_the_default_namespace_and_hashed_keys(tmp_path):
+    import hashlib
+
+    def digest(full):
+        return hashlib.sha256(full.encode()).hexdigest()
+
+    cache = SimpleCache()
+    assert SharedStore(cache, probe=False).key("token") == "wxmp:token"
+    # An unsafe namespace is hashed in with the name, under wxmp's own prefix.
+    assert SharedStore(cache, "my app", probe=False).key("x") == f"wxmp:#{digest('my app:x')}"
+    # A safe namespace keeps its prefix up to 100 characters.
+    ns100, ns101 = "n" * 100, "n" * 101
+    assert SharedStore(cache, ns100, probe=False).key("a b") == f"{ns100}:#{digest(ns100 + ':a b')}"
+    assert SharedStore(cache, ns101, probe=False).key("a b") == f"wxmp:#{digest(ns101 + ':a b')}"
