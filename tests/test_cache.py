@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import os
+import shutil
 import signal
 
 import pytest
-from cachelib import FileSystemCache, MemcachedCache, RedisCache, SimpleCache
+from cachelib import BaseCache, FileSystemCache, MemcachedCache, RedisCache, SimpleCache
 
 from wxmp import CacheUnavailable, ConfigError, SharedStore
 from wxmp.cache import resolve_cache
@@ -388,3 +390,175 @@ def test_the_default_namespace_and_hashed_keys(tmp_path):
     ns100, ns101 = "n" * 100, "n" * 101
     assert SharedStore(cache, ns100, probe=False).key("a b") == f"{ns100}:#{digest(ns100 + ':a b')}"
     assert SharedStore(cache, ns101, probe=False).key("a b") == f"wxmp:#{digest(ns101 + ':a b')}"
+
+
+# -- the breaker, warnings and recovery on a fake clock ----------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Scripted(BaseCache):
+    """A user's own cachelib cache (a dict) that fails with ``error`` while it is set, counting calls."""
+
+    def __init__(self) -> None:
+        super().__init__(default_timeout=0)
+        self.data: dict = {}
+        self.error: BaseException | None = None
+        self.calls = 0
+
+    def _call(self) -> None:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+
+    def get(self, key):
+        self._call()
+        return self.data.get(key)
+
+    def set(self, key, value, timeout=None):
+        self._call()
+        self.data[key] = value
+        return True
+
+    def add(self, key, value, timeout=None):
+        self._call()
+        return self.data.setdefault(key, value) is value
+
+    def delete(self, key):
+        self._call()
+        return self.data.pop(key, None) is not None
+
+
+def failures(caplog):
+    return [r.getMessage() for r in caplog.records if "cache failed" in r.getMessage()]
+
+
+FAILED = (
+    "wxmp: the shared {} cache failed ({}); each process keeps its own token copy and WeChat's retries "
+    "are not deduplicated until it works again"
+)
+TIMED_OUT = TimeoutError(errno.ETIMEDOUT, "Connection timed out")
+REFUSED = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+
+
+def test_a_timeout_rests_the_backend_for_its_cooldown(caplog):
+    clock, cache = Clock(), Scripted()
+    store = SharedStore(cache, "b", probe=False, clock=clock, cooldown=7)
+    assert store.healthy is True and store.resting() is False
+    cache.error = TIMED_OUT
+    with pytest.raises(CacheUnavailable) as info:
+        store.get("k")
+    assert str(info.value) == "Scripted cache unavailable: TimeoutError: Connection timed out"
+    assert store.healthy is False and store.resting() is True
+    cache.error, calls = None, cache.calls
+    clock.now = 1006.9
+    with pytest.raises(CacheUnavailable) as info:
+        store.get("k")
+    assert str(info.value) == (
+        "Scripted cache unavailable: TimeoutError: Connection timed out (not asked again for a few seconds)"
+    )
+    assert cache.calls == calls  # resting: not asked at all
+    clock.now = 1007.0
+    assert store.resting() is False
+    assert store.get("k") is None and cache.calls == calls + 1
+    assert store.healthy is False  # a read alone does not prove it takes writes again
+    store.set("k", 1)
+    assert store.healthy is True and cache.data == {"b:k": b"1"}
+    assert failures(caplog) == [
+        FAILED.format("Scripted", "TimeoutError: Connection timed out") + "; not asking it again for 7s"
+    ]
+
+
+def test_a_refusal_costs_no_rest_and_warns_once_a_minute(caplog):
+    clock, cache = Clock(), Scripted()
+    store = SharedStore(cache, "b", probe=False, clock=clock)
+    cache.error = REFUSED
+    for now in (1000.0, 1059.9, 1060.0):
+        clock.now = now
+        with pytest.raises(CacheUnavailable, match=r"^Scripted cache unavailable: ConnectionRefusedError"):
+            store.get("k")
+        assert store.resting() is False
+    assert failures(caplog) == [FAILED.format("Scripted", "ConnectionRefusedError: Connection refused")] * 2
+
+
+@pytest.mark.parametrize("write", ["set", "add", "delete", "incr"])
+def test_any_successful_write_marks_the_store_healthy_again(write):
+    cache = Scripted()
+    store = SharedStore(cache, "b", probe=False, clock=Clock())
+    cache.error = REFUSED
+    with pytest.raises(CacheUnavailable):
+        store.get("k")
+    cache.error = None
+    store.get("k")
+    assert store.healthy is False
+    {"set": lambda: store.set("k", 1), "add": lambda: store.add("k", 1, ttl=5),
+     "delete": lambda: store.delete("k"), "incr": lambda: store.incr("k", ttl=5)}[write]()  # fmt: skip
+    assert store.healthy is True
+
+
+def test_a_cache_that_loses_what_is_written_fails_its_probe(caplog):
+    from cachelib import NullCache
+
+    store = SharedStore(NullCache(), clock=Clock())
+    assert store.healthy is False and store.resting() is False
+    assert failures(caplog) == [FAILED.format("NullCache", "a value written could not be read back")]
+    assert store.probe() is False
+    down = Scripted()
+    store = SharedStore(down, probe=False, clock=Clock())
+    down.error = REFUSED
+    assert store.probe() is False
+
+
+def test_a_foreign_value_is_a_miss_with_one_warning_a_minute(caplog):
+    clock, cache = Clock(), Scripted()
+    store = SharedStore(cache, "f", probe=False, clock=clock)
+    name = "n" * 100
+    cache.data[store.key(name)] = b"\x80 not json"
+    for now in (1000.0, 1059.9, 1060.0):
+        clock.now = now
+        assert store.get(name) is None
+    expected = (
+        f"wxmp: ignored a value under {'n' * 80!r} that wxmp did not write (not plain data); "
+        "is another program writing to this cache?"
+    )
+    assert [r.getMessage() for r in caplog.records if "did not write" in r.getMessage()] == [expected] * 2
+
+
+def test_message_marks_share_the_stores_clock_rest_and_warnings(tmp_path, monkeypatch, caplog):
+    clock = Clock()
+    (tmp_path / "c" / "messages").mkdir(parents=True, mode=0o700)
+    os.chmod(tmp_path / "c", 0o700)
+    store = SharedStore(
+        resolve_cache(f"filesystem:{tmp_path}/c", str(tmp_path)), "ns", clock=clock, cooldown=7
+    )
+    os.utime(tmp_path / "c" / "messages", ns=(0, 0))
+    messages = store.for_messages()
+    assert os.stat(tmp_path / "c" / "messages").st_mtime_ns == 0  # no probe: nothing written yet
+    assert messages.key("m") == "ns:m"
+    replace = os.replace
+
+    def timing_out(*args, **kwargs):
+        raise TIMED_OUT
+
+    monkeypatch.setattr(os, "replace", timing_out)  # a folder on a network mount that stops answering
+    with pytest.raises(CacheUnavailable):
+        messages.add("m", 1, ttl=60)
+    monkeypatch.setattr(os, "replace", replace)
+    clock.now = 1006.9
+    with pytest.raises(CacheUnavailable, match="not asked again"):
+        messages.add("m", 1, ttl=60)
+    clock.now = 1007.0
+    assert messages.add("m", 1, ttl=60) is True
+    shutil.rmtree(tmp_path / "c" / "messages")
+    shutil.rmtree(tmp_path / "c")
+    with pytest.raises(CacheUnavailable):
+        store.set("token", "T")  # another failure within the minute: the same warning is not repeated
+    assert failures(caplog) == [
+        FAILED.format("filesystem", "TimeoutError: Connection timed out") + "; not asking it again for 7s"
+    ]
