@@ -562,3 +562,103 @@ def test_message_marks_share_the_stores_clock_rest_and_warnings(tmp_path, monkey
     assert failures(caplog) == [
         FAILED.format("filesystem", "TimeoutError: Connection timed out") + "; not asking it again for 7s"
     ]
+
+
+# -- what other clients read on memcached, and how long entries live there ---------------------------
+
+
+def memcached_ask(url, command, end=b"END\r\n"):
+    """Send one text-protocol command to the memcached at ``url``; its raw answer, up to ``end``."""
+    import socket
+
+    host, port = url[len("memcached://") :].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall((command.encode() if isinstance(command, str) else command) + b"\r\n")
+        answer = b""
+        while not answer.endswith(end):
+            answer += sock.recv(65536)
+    return answer
+
+
+def test_memcached_values_are_plain_for_any_client_and_never_unpickled(memcached_server, tmp_path):
+    url = memcached_server.url
+    cache = resolve_cache(url, str(tmp_path))
+    values = {"t": "中文", "n": 42, "b": b"\x00raw", "flag": True, "j": {"a": "中", "l": [1]}}
+    for name, value in values.items():
+        assert cache.set(f"serde-{name}", value)
+    for name, value in values.items():
+        read = cache.get(f"serde-{name}")
+        assert read == value and type(read) is type(value), name
+    # What any other client (or a person with telnet) reads: flags and plain bytes.
+    assert memcached_ask(url, "get serde-t") == b"VALUE serde-t 16 6\r\n" + "中文".encode() + b"\r\nEND\r\n"
+    assert memcached_ask(url, "get serde-n") == b"VALUE serde-n 2 2\r\n42\r\nEND\r\n"
+    assert memcached_ask(url, "get serde-b") == b"VALUE serde-b 0 4\r\n\x00raw\r\nEND\r\n"
+    assert memcached_ask(url, "get serde-flag") == b"VALUE serde-flag 256 4\r\ntrue\r\nEND\r\n"
+    body = '{"a": "中", "l": [1]}'.encode()
+    assert memcached_ask(url, "get serde-j") == b"VALUE serde-j 256 %d\r\n%s\r\nEND\r\n" % (len(body), body)
+    # Malformed values under wxmp's flags are misses, not errors.
+    for flags, data in ((2, b"x"), (16, b"\xff\xfe"), (256, b"{"), (1, b"\x80\x04K\x01.")):
+        command = f"set planted {flags} 0 {len(data)}\r\n".encode() + data
+        assert memcached_ask(url, command, end=b"\r\n") == b"STORED\r\n"
+        assert cache.get("planted") is None, flags
+
+
+def remaining_seconds(url, key):
+    """The entry's remaining life as memcached reports it, read within one tick of its clock."""
+    import re
+
+    answer = memcached_ask(url, f"mg {key} t", end=b"\r\n").decode()
+    return int(re.search(r" t(-?\d+)", answer).group(1))
+
+
+def memcached_time(url):
+    import re
+
+    return int(re.search(rb"STAT time (\d+)", memcached_ask(url, "stats")).group(1))
+
+
+@pytest.mark.parametrize(("ttl", "expected"), [(30, 31), (2.5, 4), (1, 2), (0.5, 2), (0, -1)])
+def test_memcached_entries_live_at_least_their_ttl_in_whole_seconds(
+    memcached_server, tmp_path, ttl, expected
+):
+    url = memcached_server.url
+    store = SharedStore(resolve_cache(url, str(tmp_path)), namespace="ttl", probe=False)
+    for _ in range(5):  # retried only when memcached's one-second clock ticked in between
+        before = memcached_time(url)
+        store.set("k", 1, ttl=ttl)
+        left = remaining_seconds(url, "ttl:k")
+        if memcached_time(url) == before:
+            break
+    assert left == expected
+
+
+# -- entries in a cache folder that wxmp did not write whole -----------------------------------------
+
+
+def test_planted_or_truncated_files_are_misses(tmp_path, monkeypatch, caplog):
+    import struct
+    import time
+
+    folder = tmp_path / "c"
+    store = SharedStore(resolve_cache(f"filesystem:{folder}", str(tmp_path)), namespace="p", probe=False)
+    path = store._backend.file(store.key("k"))
+
+    def plant(data):
+        with open(path, "wb") as f:
+            f.write(data)
+
+    header = b"wxmp1\n"
+    plant(header + b"\x00\x00\x00")  # cut inside the expiry
+    assert store.get("k") is None
+    plant(header + struct.pack("!d", time.time() - 1) + b'"old"')
+    assert store.get("k") is None
+    plant(header + struct.pack("!d", 0) + b'"' + b"a" * (5 << 20) + b'"')  # over 4 MiB: never read whole
+    assert store.get("k") is None
+    plant(header + struct.pack("!d", 5000.0) + b'"x"')
+    monkeypatch.setattr(time, "time", lambda: 5000.0)
+    assert store.get("k") is None  # expired at its very instant
+    monkeypatch.undo()
+    caplog.clear()
+    plant(header + struct.pack("!d", 0))  # a header with no value: not plain data either
+    assert SharedStore(store.cache, namespace="p", probe=False).get("k") is None
+    assert any("did not write" in r.getMessage() for r in caplog.records)
