@@ -209,10 +209,9 @@ def test_refusals_say_what_to_write_instead(tmp_path):
     assert refusal("weird://user:hunter2@host", tmp_path).startswith(
         "unknown cache 'weird://user:***@host': "
     )
-    assert refusal("redis://host:notaport/0", tmp_path) == (
-        "not a valid Redis URL (Port could not be cast to integer value as 'notaport'); "
-        "expected redis://[:password@]host:port/db"
-    )
+    problem = refusal("redis://host:notaport/0", tmp_path)  # redis-py's own words in the middle
+    assert problem.startswith("not a valid Redis URL (") and "notaport" in problem
+    assert problem.endswith("); expected redis://[:password@]host:port/db")
     for spec in ("memcached://nohost", "memcached://:11211", "memcached://host:", "memcached://h:1,h2"):
         assert refusal(spec, tmp_path) == "memcached:// takes host:port[,host:port...]", spec
 
