@@ -591,19 +591,6 @@ def _backend_for(cache: BaseCache) -> _Backend:
     return _CachelibBackend(cache)
 
 
-def backend_name(cache: BaseCache) -> str:
-    """``redis``, ``memcached``, ``filesystem``, ``simple`` or the cache's class name."""
-    for cls, name in (
-        (RedisCache, "redis"),
-        (MemcachedCache, "memcached"),
-        (FileSystemCache, "filesystem"),
-        (SimpleCache, "simple"),
-    ):
-        if isinstance(cache, cls):
-            return name
-    return type(cache).__name__
-
-
 # -- plain data -------------------------------------------------------------------------------------
 
 
