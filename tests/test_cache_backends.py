@@ -5,3 +5,351 @@ free ports), judged by what another process or a second store object would see.
 """
 
 from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import struct
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cachelib import BaseCache, FileSystemCache, SimpleCache
+
+from wxmp import CacheUnavailable, SharedStore
+from wxmp import cache as cache_module
+from wxmp.cache import resolve_cache
+
+
+class FakeTime:
+    """Stands in for the ``time`` module inside wxmp.cache: wall-clock ``time()`` is ours to move."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+        self.monotonic = time.monotonic
+        self.sleep = time.sleep
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime()
+    monkeypatch.setattr(cache_module, "time", fake)
+    return fake
+
+
+def entry_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix == ".wxmp")
+
+
+# -- filesystem --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def fs_store(folder: Path, **kwargs: Any) -> SharedStore:
+    return SharedStore(
+        resolve_cache(f"filesystem:{folder}", "/unused"), namespace="fs", probe=False, **kwargs
+    )
+
+
+def test_a_file_entry_lives_until_its_ttl_and_one_without_ttl_forever(folder, clock):
+    writer, reader = fs_store(folder), fs_store(folder)
+    writer.set("forever", "F", ttl=0)
+    writer.set("half", "H", ttl=0.5)
+    writer.set("token", "T", ttl=30)
+    clock.now += 0.49
+    assert reader.get("half") == "H"
+    clock.now += 0.01
+    assert reader.get("half") is None  # gone at its expiry exactly
+    clock.now += 29.49
+    assert reader.get("token") == "T"
+    clock.now += 0.01
+    assert reader.get("token") is None
+    clock.now += 10 * 365 * 86400
+    assert reader.get("forever") == "F"
+
+
+def test_the_entry_file_layout_is_stable_across_processes_and_versions(folder, clock):
+    # Workers of two wxmp versions during a rolling deploy share one folder: the file of a key, its
+    # header and its lock file are a format, not an implementation detail.
+    store = fs_store(folder)
+    store.set("k", {"v": "中"}, ttl=30)
+    key = store.key("k")
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+    entry = folder / f"{digest}.wxmp"
+    assert entry_files(folder) == [entry]
+    assert entry.read_bytes() == b"wxmp1\n" + struct.pack("!d", clock.now + 30) + '{"v":"中"}'.encode()
+    lock = store.lock("refresh", ttl=10)
+    assert lock.acquire()
+    lock_digest = hashlib.sha256(store.key("lock:refresh").encode("utf-8")).hexdigest()[:40]
+    assert (folder / f"{lock_digest}.lock").is_file()
+    lock.release()
+
+
+def test_a_lock_file_is_private_even_under_umask_000(folder):
+    store = fs_store(folder)
+    old = os.umask(0)
+    try:
+        lock = store.lock("refresh", ttl=10)
+        assert lock.acquire()
+    finally:
+        os.umask(old)
+    lock.release()
+    (lock_file,) = [p for p in folder.iterdir() if p.suffix == ".lock"]
+    assert stat.S_IMODE(lock_file.stat().st_mode) == 0o600
+
+
+def test_a_write_in_flight_is_a_hidden_temp_file_beside_the_entries(folder, monkeypatch):
+    # The new value is written to a temporary file in the cache folder (same filesystem, so the rename
+    # is atomic; private folder) and renamed over the entry: a reader sees the old value or the new.
+    writer, reader = fs_store(folder), fs_store(folder)
+    writer.set("k", "old")
+    monkeypatch.setattr(tempfile, "tempdir", str(folder / "no-such-dir"))  # not the system temp dir
+    seen: list[tuple[str, Any]] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        seen.append((src, reader.get("k")))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    writer.set("k", "new")
+    ((src, during),) = seen
+    assert during == "old"
+    assert os.path.dirname(src) == str(folder)
+    name = os.path.basename(src)
+    assert name.startswith(".") and name.endswith(".tmp") and len(name) > len("..tmp")
+    assert reader.get("k") == "new"
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in entry_files(folder)]
+
+
+@pytest.mark.parametrize("gone_first", [False, True])
+def test_a_failed_write_leaves_no_temp_file_and_names_its_own_cause(folder, monkeypatch, gone_first):
+    store = fs_store(folder)
+    store.set("k", "old")
+
+    def replace(src: str, dst: str) -> None:
+        if gone_first:  # the temp file is already gone (removed by someone else): still the real cause
+            os.unlink(src)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(CacheUnavailable, match="OSError: No space left on device"):
+        store.set("k", "new")
+    monkeypatch.undo()
+    assert [p.name for p in folder.iterdir()] == [p.name for p in entry_files(folder)]
+    assert fs_store(folder).get("k") == "old"
+
+
+def test_deleting_an_absent_file_entry_is_not_an_error(folder):
+    store = fs_store(folder)
+    store.delete("never-set")
+    assert store.healthy
+
+
+def test_expired_files_are_swept_every_256_writes(folder, clock):
+    store = fs_store(folder)
+    store.set("old", "x", ttl=1)  # write 1
+    clock.now += 2
+    for i in range(254):  # writes 2..255
+        store.set(f"k{i}", i, ttl=60)
+    assert len(entry_files(folder)) == 255  # the expired entry is still on disk
+    store.add("k-add", 1, ttl=60)  # write 256 (add and incr write too)
+    assert len(entry_files(folder)) == 255
+    assert store.get("old") is None and store.get("k0") == 0
+    clock.now += 120
+    for i in range(255):
+        store.incr(f"c{i}", ttl=0)  # writes 257..511: no sweep yet
+    assert len(entry_files(folder)) == 255 + 255
+    store.set("last", 1)  # write 512: the 255 expired go, the counters and "last" stay
+    assert len(entry_files(folder)) == 256
+    assert store.get("c0") == 1 and store.get("last") == 1
+
+
+def test_a_sweep_removes_only_expired_wxmp_entries_and_counts_them(folder, clock, monkeypatch):
+    store = fs_store(folder)
+    store.set("a", 1, ttl=5)
+    store.set("b", 2, ttl=5)
+    store.set("c", 3, ttl=10)
+    store.set("d", 4)
+    lock = store.lock("refresh", ttl=10)
+    assert lock.acquire()
+    lock.release()
+    (folder / "notes.txt").write_bytes(b"not an entry")  # someone else's files are never touched
+    (folder / "foreign.wxmp").write_bytes(b"not wxmp's format")
+    cachelib_file = FileSystemCache(str(folder), threshold=0)._get_filename("x")
+    Path(cachelib_file).write_bytes(b"\x00\x00\x00\x00cachelib")
+    before = {p.name for p in folder.iterdir()}
+    clock.now += 5
+    monkeypatch.chdir(folder.parent)  # a sweep of the working directory would find nothing there
+    backend = store._backend
+    assert backend.sweep() == 3  # a, b and the unreadable .wxmp file
+    after = {p.name for p in folder.iterdir()}
+    assert before - after == {Path(backend.file(store.key(n))).name for n in "ab"} | {"foreign.wxmp"}
+    assert store.get("c") == 3 and store.get("d") == 4
+    assert backend.sweep() == 0
+
+
+def test_a_file_removed_by_another_process_during_a_sweep_is_skipped(folder, clock, monkeypatch):
+    store = fs_store(folder)
+    store.set("a", 1, ttl=1)
+    store.set("b", 2, ttl=1)
+    clock.now += 2
+    real_unlink = os.unlink
+    first = Path(store._backend.file(store.key("a")))
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path) == first and first.exists():
+            real_unlink(first)  # the other process was quicker
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert store._backend.sweep() == 1
+    assert entry_files(folder) == []
+
+
+def test_message_marks_live_in_a_messages_folder_inside_the_cache_folder(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    messages = fs_store(folder).for_messages()
+    assert messages.cache._path == str(folder / "messages")
+    messages.add("dedup:1", "x", ttl=60)
+    assert len(entry_files(folder / "messages")) == 1
+    assert not (tmp_path / "messages").exists()
+
+
+# -- locks on every backend ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["simple", "filesystem", "redis", "memcached"])
+def any_store(request, tmp_path) -> SharedStore:
+    spec = {
+        "memcached": lambda: request.getfixturevalue("memcached_server").url,
+        "redis": lambda: request.getfixturevalue("redis_url"),
+        "filesystem": lambda: f"filesystem:{tmp_path}/c",
+        "simple": lambda: "simple",
+    }[request.param]()
+    return SharedStore(
+        resolve_cache(spec, str(tmp_path)), namespace=f"b{os.getpid()}{request.node.name[-12:]}"
+    )
+
+
+def second_store(store: SharedStore) -> SharedStore:
+    """Another store object on the same cache (another worker; the same dict for ``simple``)."""
+    return SharedStore(store.cache, namespace=store.namespace, probe=False)
+
+
+def test_a_release_by_a_loser_or_a_second_release_never_frees_the_holders_lock(any_store):
+    other = second_store(any_store)
+    holder = any_store.lock("refresh", ttl=30)
+    loser = other.lock("refresh", ttl=30)
+    loser.release()  # never acquired: nothing to release
+    assert holder.acquire() is True
+    assert loser.acquire() is False
+    loser.release()  # lost: the lock stays the holder's
+    assert other.lock("refresh", ttl=30).acquire() is False
+    holder.release()
+    assert loser.acquire() is True
+    holder.release()  # a second release: the lock is now the loser's
+    assert any_store.lock("refresh", ttl=30).acquire() is False
+    loser.release()
+    assert any_store.lock("refresh", ttl=30).acquire() is True
+
+
+def test_locks_of_different_names_are_independent(any_store):
+    a = any_store.lock("a", ttl=30)
+    b = second_store(any_store).lock("b", ttl=30)
+    assert a.acquire() is True
+    assert b.acquire() is True
+    a.release()
+    b.release()
+
+
+def test_deleting_an_absent_entry_is_not_an_error(any_store):
+    any_store.delete("never-set")
+    assert any_store.get("never-set") is None
+
+
+# -- simple (in-process) -----------------------------------------------------------------------------
+
+
+def simple_store(cache: SimpleCache | None = None) -> SharedStore:
+    return SharedStore(cache if cache is not None else SimpleCache(), namespace="s", probe=False)
+
+
+def test_an_in_process_entry_lives_until_its_ttl_and_one_without_ttl_forever(clock):
+    store = simple_store()
+    store.set("forever", "F", ttl=0)
+    store.set("half", "H", ttl=0.5)
+    assert store.add("mark", 1, ttl=30)
+    clock.now += 0.49
+    assert store.get("half") == "H"
+    clock.now += 0.01
+    assert store.get("half") is None
+    clock.now += 29.49
+    assert store.get("mark") == 1
+    clock.now += 0.01
+    assert store.get("mark") is None
+    assert store.add("mark", 2, ttl=30)  # expired: free again
+    clock.now += 10 * 365 * 86400
+    assert store.get("forever") == "F"
+
+
+def test_the_in_process_store_is_bounded_and_drops_the_oldest_first(clock):
+    store = simple_store(SimpleCache(threshold=3))
+    for name in "abc":
+        store.set(name, name, ttl=60)
+    store.set("c", "c2", ttl=60)  # overwriting at the bound drops nothing
+    assert [store.get(n) for n in "abc"] == ["a", "b", "c2"]
+    store.set("d", "d", ttl=60)  # a new entry at the bound: the oldest goes
+    assert [store.get(n) for n in "abcd"] == [None, "b", "c2", "d"]
+    assert store.incr("e", ttl=60) == 1
+    assert [store.get(n) for n in "bcde"] == [None, "c2", "d", 1]
+
+
+def test_expired_entries_are_pruned_before_any_live_one(clock):
+    store = simple_store(SimpleCache(threshold=3))
+    store.set("a", "a")  # forever, and the oldest
+    store.set("b", "b", ttl=5)
+    store.set("c", "c")
+    clock.now += 5  # b expires now, exactly
+    store.set("d", "d")
+    assert [store.get(n) for n in "acd"] == ["a", "c", "d"]
+    store.set("e", "e", ttl=1)  # full of live entries again: the oldest live one goes
+    assert [store.get(n) for n in "acde"] == [None, "c", "d", "e"]
+
+
+def test_two_stores_on_one_simple_cache_share_entries_and_locks():
+    cache = SimpleCache()
+    one, two = simple_store(cache), simple_store(cache)
+    one.set("k", "v")
+    assert two.get("k") == "v"
+    assert one.lock("refresh", ttl=10).acquire()
+    assert two.lock("refresh", ttl=10).acquire() is False
+    assert simple_store(SimpleCache()).get("k") is None  # another cache object: its own entries
+
+
+def test_a_simple_cache_without_a_threshold_gets_the_default_bound():
+    class Bare(SimpleCache):
+        def __init__(self) -> None:  # a subclass that never set cachelib's _threshold
+            BaseCache.__init__(self, default_timeout=0)
+
+    store = simple_store(Bare())
+    for i in range(600):  # beyond cachelib's default of 500
+        store.set(f"k{i}", i)
+    assert store.get("k0") == 0 and store.get("k599") == 599
+
+
+def test_message_marks_of_the_simple_cache_keep_more_than_cachelib_s_default_500():
+    messages = simple_store().for_messages()
+    for i in range(600):
+        assert messages.add(f"dedup:{i}", "x", ttl=60)
+    assert messages.add("dedup:0", "again", ttl=60) is False
