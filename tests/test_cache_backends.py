@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import stat
 import struct
@@ -353,3 +354,132 @@ def test_message_marks_of_the_simple_cache_keep_more_than_cachelib_s_default_500
     for i in range(600):
         assert messages.add(f"dedup:{i}", "x", ttl=60)
     assert messages.add("dedup:0", "again", ttl=60) is False
+
+
+# -- any other cachelib cache ------------------------------------------------------------------------
+
+
+class TableCache(BaseCache):
+    """A cachelib cache of the user's own (not one wxmp knows): a table with expiries on a clock."""
+
+    def __init__(self, clock: FakeTime, default_timeout: int = 300) -> None:
+        super().__init__(default_timeout=default_timeout)
+        self.clock = clock
+        self.table: dict[Any, tuple[float, Any]] = {}
+        self.refuse = False
+
+    def _live(self, key: Any) -> bool:
+        found = self.table.get(key)
+        return found is not None and (not found[0] or self.clock.now < found[0])
+
+    def get(self, key: str) -> Any:
+        return self.table[key][1] if self._live(key) else None
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        if self.refuse:
+            return False
+        timeout = self._normalize_timeout(timeout)
+        self.table[key] = (self.clock.now + timeout if timeout else 0.0, value)
+        return True
+
+    def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        if self._live(key):
+            return False
+        return self.set(key, value, timeout)
+
+    def delete(self, key: str) -> bool:
+        return self.table.pop(key, None) is not None
+
+
+@pytest.fixture
+def table(clock: FakeTime) -> TableCache:
+    return TableCache(clock)
+
+
+def test_a_foreign_cachelib_cache_is_named_and_warned_about(table, caplog):
+    with caplog.at_level(logging.WARNING, logger="wxmp.cache"):
+        store = SharedStore(table, namespace="f")
+    assert store.backend == "TableCache"
+    assert [r.getMessage() for r in caplog.records] == [
+        "wxmp: TableCache is not one of wxmp's backends; values go through its own serialisation, "
+        "which may unpickle what others write there"
+    ]
+    assert store.healthy  # the probe wrote, read back and deleted through it
+    assert table.table == {}
+
+
+def test_a_foreign_cache_stores_plain_values_with_the_ttl_rounded_up(table, clock):
+    store = SharedStore(table, namespace="f", probe=False)
+    store.set("k", {"a": "中"}, ttl=30)
+    store.set("forever", 1)
+    assert table.table[store.key("k")] == (clock.now + 31, '{"a":"中"}'.encode())  # whole seconds, +1
+    assert store.get("k") == {"a": "中"}
+    clock.now += 30.9
+    assert store.get("k") == {"a": "中"}
+    clock.now += 0.1
+    assert store.get("k") is None
+    clock.now += 10 * 365 * 86400
+    assert store.get("forever") == 1
+    store.delete("forever")
+    assert store.get("forever") is None and table.table == {store.key("k"): table.table[store.key("k")]}
+
+
+def test_a_foreign_cache_add_is_first_writer_wins_until_the_ttl(table, clock):
+    store, other = (
+        SharedStore(table, namespace="f", probe=False),
+        SharedStore(table, namespace="f", probe=False),
+    )
+    assert store.add("m", "first", ttl=10) is True
+    assert other.add("m", "second", ttl=10) is False
+    assert other.get("m") == "first"
+    clock.now += 12
+    assert other.add("m", "third", ttl=10) is True
+    assert store.get("m") == "third"
+
+
+def test_a_foreign_cache_counts_from_one_and_the_count_expires(table, clock):
+    store = SharedStore(table, namespace="f", probe=False)
+    assert [store.incr("c", ttl=10) for _ in range(3)] == [1, 2, 3]
+    assert SharedStore(table, namespace="f", probe=False).get("c") == 3
+    clock.now += 12
+    assert store.incr("c", ttl=10) == 1
+    table.set(store.key("flag"), b"true")  # not a count: counting starts over
+    assert store.incr("flag", ttl=10) == 1
+
+
+def test_a_foreign_value_that_is_not_bytes_is_a_miss(table):
+    store = SharedStore(table, namespace="f", probe=False)
+    table.set(store.key("k"), '"planted text"')
+    assert store.get("k") is None
+
+
+def test_a_foreign_cache_lock_is_exclusive_per_name_and_expires(table, clock):
+    one, two = SharedStore(table, namespace="f", probe=False), SharedStore(table, namespace="f", probe=False)
+    a = one.lock("refresh", ttl=10)
+    assert a.acquire() is True
+    assert two.lock("refresh", ttl=10).acquire() is False
+    assert two.lock("other", ttl=10).acquire() is True
+    clock.now += 12  # the holder died: its lock lapses
+    b = two.lock("refresh", ttl=10)
+    assert b.acquire() is True
+    a.release()  # no longer a's
+    assert one.lock("refresh", ttl=10).acquire() is False
+    b.release()
+    assert one.lock("refresh", ttl=10).acquire() is True
+
+
+def test_a_refused_write_is_reported_and_a_lock_write_restores_health(table):
+    store = SharedStore(table, namespace="f", probe=False)
+    lock = store.lock("refresh", ttl=10)
+    table.refuse = True
+    with pytest.raises(CacheUnavailable, match=r"^TableCache cache refused a write$"):
+        store.set("k", 1)
+    assert not store.healthy
+    table.refuse = False
+    assert lock.acquire()  # a lock is a write: it proves the cache writable again
+    assert store.healthy
+    table.refuse = True
+    with pytest.raises(CacheUnavailable):
+        store.set("k", 1)
+    lock.release()
+    assert store.healthy
