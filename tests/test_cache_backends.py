@@ -483,3 +483,43 @@ def test_a_refused_write_is_reported_and_a_lock_write_restores_health(table):
         store.set("k", 1)
     lock.release()
     assert store.healthy
+
+
+# -- redis -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_pair(redis_url) -> tuple[SharedStore, Any]:
+    import redis
+
+    return SharedStore(resolve_cache(redis_url, "/unused"), namespace="r"), redis.Redis.from_url(redis_url)
+
+
+def test_redis_entries_carry_their_ttl_on_the_server(redis_pair):
+    store, raw = redis_pair
+    store.set("forever", 1, ttl=0)
+    store.set("half", 1, ttl=0.5)
+    store.set("token", 1, ttl=30)
+    assert raw.pttl(store.key("forever")) == -1
+    assert 0 < raw.pttl(store.key("half")) <= 500
+    assert 29_000 < raw.pttl(store.key("token")) <= 30_000
+    assert store.add("mark", 1, ttl=10)
+    assert 9_000 < raw.pttl(store.key("mark")) <= 10_000
+
+
+def test_a_redis_counter_keeps_the_window_of_its_first_count(redis_pair):
+    store, raw = redis_pair
+    assert store.incr("c", ttl=60) == 1
+    assert store.incr("c", ttl=10) == 2  # a later count does not move the window's end
+    assert 59_000 < raw.pttl(store.key("c")) <= 60_000
+
+
+def test_a_redis_client_that_decodes_to_text_is_reported_at_start(redis_url, caplog):
+    import redis
+    from cachelib import RedisCache
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)  # cachelib needs bytes too
+    with caplog.at_level(logging.WARNING, logger="wxmp.cache"):
+        store = SharedStore(RedisCache(host=client), namespace="r")
+    assert not store.healthy
+    assert any("could not be read back" in r.getMessage() for r in caplog.records)
