@@ -10,6 +10,8 @@ import errno
 import hashlib
 import logging
 import os
+import signal
+import socket
 import stat
 import struct
 import tempfile
@@ -523,3 +525,176 @@ def test_a_redis_client_that_decodes_to_text_is_reported_at_start(redis_url, cap
         store = SharedStore(RedisCache(host=client), namespace="r")
     assert not store.healthy
     assert any("could not be read back" in r.getMessage() for r in caplog.records)
+
+
+# -- memcached ---------------------------------------------------------------------------------------
+
+
+def address(url: str) -> tuple[str, int]:
+    host, port = url[len("memcached://") :].rsplit(":", 1)
+    return host, int(port)
+
+
+def server_ttl(url: str, key: str) -> int:
+    """The seconds memcached has left on ``key`` (-1: none), asked with the meta command ``mg``."""
+    with socket.create_connection(address(url), timeout=2) as conn:
+        conn.sendall(f"mg {key} t\r\n".encode())
+        reply = conn.recv(256).decode()
+    assert reply.startswith("HD t"), reply
+    return int(reply.split()[1][1:])
+
+
+def plain_client(url: str, **kwargs: Any) -> Any:
+    """pymemcache's own Client with wxmp's serde: its default is noreply (no answer awaited)."""
+    from pymemcache.client.base import Client
+
+    return Client(address(url), serde=cache_module.PlainSerde(), timeout=0.5, connect_timeout=0.5, **kwargs)
+
+
+def mc_store(client: Any, **kwargs: Any) -> SharedStore:
+    from cachelib import MemcachedCache
+
+    return SharedStore(MemcachedCache(servers=client), namespace=f"mc{os.getpid()}", **kwargs)
+
+
+def test_memcached_entries_carry_their_ttl_rounded_up_on_the_server(memcached_server):
+    url = memcached_server.url
+    store = SharedStore(resolve_cache(url, "/unused"), namespace=f"ttl{os.getpid()}")
+    store.delete("c")
+    store.delete("mark")
+    store.set("forever", 1, ttl=0)
+    store.set("token", 1, ttl=30)
+    assert store.add("mark", 1, ttl=10)
+    assert store.incr("c", ttl=60) == 1
+    assert server_ttl(url, store.key("forever")) == -1
+    assert server_ttl(url, store.key("token")) in (30, 31)  # whole seconds, one more
+    assert server_ttl(url, store.key("mark")) in (10, 11)
+    assert server_ttl(url, store.key("c")) in (60, 61)
+
+
+def test_a_client_built_from_a_memcached_url_is_not_warned_about(memcached_server, caplog):
+    with caplog.at_level(logging.WARNING, logger="wxmp.cache"):
+        store = SharedStore(resolve_cache(memcached_server.url, "/unused"))
+        mc_store(plain_client(memcached_server.url), probe=False)  # pymemcache's Client with PlainSerde
+    assert store.healthy
+    assert caplog.records == []
+
+
+class OtherLibraryClient:
+    """A client of another memcache library (cachelib takes any): no pymemcache serde setting at all."""
+
+
+@pytest.mark.parametrize("client", ["pickling", "other library"])
+def test_a_client_that_may_unpickle_is_warned_about(memcached_server, caplog, client):
+    from pymemcache.client.base import Client
+
+    raw = Client(address(memcached_server.url)) if client == "pickling" else OtherLibraryClient()
+    with caplog.at_level(logging.WARNING, logger="wxmp.cache"):
+        mc_store(raw, probe=False)
+    assert [r.getMessage() for r in caplog.records] == [
+        "wxmp: this MemcachedCache's client may unpickle what it reads; give WXMP_CACHE as "
+        "'memcached://host:port' so wxmp builds a client that never does"
+    ]
+
+
+def test_memcached_values_written_as_text_or_integer_read_back(memcached_server):
+    store = SharedStore(resolve_cache(memcached_server.url, "/unused"), namespace=f"v{os.getpid()}")
+    raw = plain_client(memcached_server.url, default_noreply=False)
+    raw.set(store.key("text"), '{"a":"中"}')  # the text flag
+    raw.set(store.key("int"), 7)  # the integer flag
+    raw.set(store.key("json"), {"a": 1})  # a JSON flag wxmp never writes: not its value
+    assert store.get("text") == {"a": "中"}
+    assert store.get("int") == 7
+    assert store.get("json") is None
+
+
+def test_a_client_that_defaults_to_noreply_still_gets_answers(memcached_server):
+    store = mc_store(plain_client(memcached_server.url), probe=False)
+    store.delete("m")
+    assert store.add("m", "first", ttl=30) is True
+    assert store.add("m", "second", ttl=30) is False
+    lock = store.lock("refresh", ttl=30)
+    assert lock.acquire()
+    assert store.lock("refresh", ttl=30).acquire() is False
+    lock.release()
+    store.delete("c")
+    assert [store.incr("c", ttl=30) for _ in range(3)] == [1, 2, 3]
+    with pytest.raises(CacheUnavailable):  # the server's refusal is heard, not lost
+        store.set("big", "x" * (2 << 20))
+
+
+def test_an_existing_memcached_counter_costs_one_command(memcached_server):
+    store = mc_store(plain_client(memcached_server.url), probe=False)
+    stats = plain_client(memcached_server.url, default_noreply=False)
+    store.delete("c")
+    assert store.incr("c", ttl=30) == 1
+    before = stats.stats()
+    assert store.incr("c", ttl=30) == 2
+    after = stats.stats()
+    assert after[b"cmd_set"] == before[b"cmd_set"]  # no add tried
+    assert after[b"incr_hits"] == before[b"incr_hits"] + 1
+
+
+class RacingClient:
+    """Wraps a pymemcache client: another process creates (or removes) the counter between our
+    ``incr`` that found nothing and our ``add``."""
+
+    def __init__(self, client: Any, rival: Any, then_gone: bool) -> None:
+        self.client, self.rival, self.then_gone = client, rival, then_gone
+        self.serde = client.serde
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def add(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        assert self.rival.add(key, b"5", noreply=False)
+        stored = self.client.add(key, value, *args, **kwargs)
+        if self.then_gone:
+            self.rival.delete(key, noreply=False)
+        return stored
+
+
+@pytest.mark.parametrize(("then_gone", "count"), [(False, 6), (True, 1)])
+def test_a_memcached_counter_created_by_another_process_meanwhile(memcached_server, then_gone, count):
+    url = memcached_server.url
+    rival = plain_client(url, default_noreply=False)
+    store = mc_store(RacingClient(plain_client(url), rival, then_gone), probe=False)
+    store.delete("c")
+    # Created meanwhile: counted on from the other's value; removed again: counting starts over.
+    assert store.incr("c", ttl=30) == count
+
+
+def test_a_memcached_delete_the_server_never_confirmed_is_reported():
+    from wxmp.testing.servers import memcached_process
+
+    try:
+        cm = memcached_process()
+        server = cm.__enter__()
+    except FileNotFoundError:
+        pytest.skip("memcached is not installed")
+    try:
+        store = mc_store(plain_client(server.url), probe=False)
+        store.set("k", 1)
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)  # the server stops answering
+        try:
+            with pytest.raises(CacheUnavailable):
+                store.delete("k")
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+    finally:
+        cm.__exit__(None, None, None)
+
+
+def test_a_memcached_client_that_swallows_errors_is_reported_as_refusing_writes():
+    from pymemcache.client.hash import HashClient
+
+    from wxmp.testing.servers import free_port
+
+    client = HashClient(  # a user's client that answers False instead of raising
+        [("127.0.0.1", free_port())], serde=cache_module.PlainSerde(), ignore_exc=True, default_noreply=False
+    )
+    store = mc_store(client, probe=False)
+    with pytest.raises(CacheUnavailable, match=r"^memcached cache refused a write$"):
+        store.set("k", 1)
+    assert not store.healthy
