@@ -212,7 +212,8 @@ def test_refusals_say_what_to_write_instead(tmp_path):
     problem = refusal("redis://host:notaport/0", tmp_path)  # redis-py's own words in the middle
     assert problem.startswith("not a valid Redis URL (") and "notaport" in problem
     assert problem.endswith("); expected redis://[:password@]host:port/db")
-    for spec in ("memcached://nohost", "memcached://:11211", "memcached://host:", "memcached://h:1,h2"):
+    malformed = ("memcached://nohost", "memcached://:11211", "memcached://host:", "memcached://h:1,h2")
+    for spec in (*malformed, "memcached://h:1121X", "memcached://h:11211X/"):  # a port is digits
         assert refusal(spec, tmp_path) == "memcached:// takes host:port[,host:port...]", spec
 
 
