@@ -781,3 +781,39 @@ def test_the_callback_path_under_a_root_path(clock):
     assert get(alone, "/") == b"not found"  # no root_path: "/" is just another path
     assert get(wrapped, "/bot/", root_path="/bot") == b"other app"  # wrapping: the exact path only
     assert get(wrapped, "/bot/wechat", root_path="/bot") == b"ours"
+
+
+@pytest.mark.parametrize("cache", ["filesystem", "simple"])
+@pytest.mark.parametrize("handler", ["async", "plain"])
+def test_a_captured_plaintext_query_cannot_carry_another_body(cache, handler, tmp_path):
+    """Security finding 2 behind ASGI: a seen (timestamp, nonce, signature) is bound to its body,
+    whether the binding rides in the dedup claim (filesystem) or is checked on its own (in-process),
+    and whether the handler is awaited on the loop or run in a thread."""
+    from urllib.parse import urlencode
+
+    from wxmp.cache import SharedStore, resolve_cache
+    from wxmp.crypto import signature
+
+    clock = FakeClock(1714036504.0)
+    spec = f"filesystem:{tmp_path}" if cache == "filesystem" else "simple"
+    cb = WsgiCallback(TOKEN, clock=clock, store=SharedStore(resolve_cache(spec, str(tmp_path))))
+    runs: list[str] = []
+    if handler == "async":
+
+        @cb.on("text")
+        async def on_text(msg):
+            runs.append(msg.content)
+            return "ok"
+    else:
+        cb.on("text")(lambda msg: runs.append(msg.content) or "ok")
+    user = WeChatUser(cb, TOKEN, clock=clock)
+    client = TestClient(AsgiCallback(cb))
+    ts, nonce = str(int(clock())), "8080"
+    url = "/wechat?" + urlencode({"signature": signature(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce})
+    genuine = user.message_xml("text", {"Content": "genuine"}, msg_id=1)
+    assert client.post(url, content=genuine).status_code == 200
+    swapped = user.message_xml("text", {"Content": "transfer everything"}, msg_id=2)
+    refused = client.post(url, content=swapped)
+    assert (refused.status_code, refused.content) == (403, b"signature check failed")
+    assert client.post(url, content=genuine).status_code == 200  # WeChat's retry: same body
+    assert runs == ["genuine"]
